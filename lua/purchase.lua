@@ -1,0 +1,87 @@
+#!lua
+-- The purchase gate: every decision of a buy-now request, taken atomically in Redis.
+--
+-- Redis runs a script without interleaving any other command, so the checks below and the
+-- writes at the end see one consistent state: two buyers cannot both take the last unit
+-- (I1), one buyer cannot get two orders (I2), and a retry sees the first attempt's record
+-- (I3). The `#!lua` shebang (no flags) makes Redis refuse the whole script up front when it
+-- is out of memory, instead of failing half-way through the writes.
+--
+-- All keys share the hash tag {a:<activity_id>}, so the script is valid on Redis Cluster.
+--
+-- KEYS[1] meta     hash   name, total, starts_ms, ends_ms, limit (written by the admin seed)
+-- KEYS[2] stock    string units left; missing means "not seeded": never sellable
+-- KEYS[3] buyers   hash   user_id -> "order_id:quantity:created_ms"
+-- KEYS[4] idem     string "fingerprint|order_id:quantity:created_ms" with a TTL
+-- KEYS[5] stream   stream order intents, drained by the writer's consumer group
+--
+-- ARGV[1] user_id   ARGV[2] quantity   ARGV[3] fingerprint   ARGV[4] candidate order id
+-- ARGV[5] idempotency TTL (seconds)    ARGV[6] idempotency key (kept on the order row)
+--
+-- Returns a flat array whose first element names the outcome; see src/gate/outcome.rs.
+
+local meta, stock, buyers, idem, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local user, qty, fp = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+
+-- 1. Idempotency first: a key seen before decides the answer whatever the sale's state
+--    is now (sold out, ended), because the buyer may have lost the first answer.
+local seen = redis.call('GET', idem)
+if seen then
+  local sep = string.find(seen, '|', 1, true)
+  if string.sub(seen, 1, sep - 1) == fp then
+    -- Same key, same payload: replay the accepted order.
+    return {'replay', string.sub(seen, sep + 1)}
+  end
+  -- Same key, different payload: a client bug; never reinterpret the key.
+  return {'key_reused'}
+end
+
+-- 2. The activity must have been seeded by the admin endpoint. Without its meta hash we
+--    know nothing about it (unknown, or Redis lost its data): the caller decides which.
+local m = redis.call('HMGET', meta, 'starts_ms', 'ends_ms', 'limit')
+if not m[1] then
+  return {'not_found'}
+end
+
+-- 3. Quantity above the activity's per-user limit is bad input, answered before any write.
+if qty > tonumber(m[3]) then
+  return {'quantity_over_limit', m[3]}
+end
+
+-- 4. The window, on Redis' own clock so that every service instance agrees.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now < tonumber(m[1]) then
+  return {'not_started'}
+end
+if now >= tonumber(m[2]) then
+  return {'ended'}
+end
+
+-- 5. One order per user per activity: a second key from the same buyer gets the order it
+--    already has, not a second one.
+local existing = redis.call('HGET', buyers, user)
+if existing then
+  return {'already_purchased', existing}
+end
+
+-- 6. Stock. A missing key means the stock was never seeded (or Redis lost it): refuse,
+--    never treat it as zero-then-decrement (which would go negative) or as unlimited.
+local left = redis.call('GET', stock)
+if not left then
+  return {'not_seeded'}
+end
+left = tonumber(left)
+if left < qty then
+  -- Not enough for this quantity: nothing changes, the stock stays as it is.
+  return {'sold_out', left}
+end
+
+-- 7. Accept: decrement, record the buyer and the idempotency answer, and append the order
+--    intent to the stream. The writer persists it; the stream keeps it until acked (I4).
+local record = ARGV[4] .. ':' .. qty .. ':' .. now
+left = redis.call('DECRBY', stock, qty)
+redis.call('HSET', buyers, user, record)
+redis.call('SET', idem, fp .. '|' .. record, 'EX', ARGV[5])
+redis.call('XADD', stream, '*', 'o', ARGV[4], 'u', user, 'q', qty, 'k', ARGV[6], 't', now)
+return {'accepted', record, left}

@@ -1,0 +1,48 @@
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use super::token::Verifier;
+use crate::domain::UserId;
+use crate::error::ApiError;
+
+/// Buyer authentication settings, shared as app data.
+pub struct BuyerAuth {
+    verifier: Verifier,
+    trust_user_header: bool,
+}
+
+impl BuyerAuth {
+    pub fn new(jwt_secret: &str, trust_user_header: bool) -> Self {
+        Self {
+            verifier: Verifier::new(jwt_secret),
+            trust_user_header,
+        }
+    }
+}
+
+/// The authenticated buyer of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Buyer(pub UserId);
+
+impl FromRequest for Buyer {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).map(Buyer).ok_or(ApiError::Unauthorized))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Option<UserId> {
+    let auth = req.app_data::<web::Data<BuyerAuth>>()?;
+    if auth.trust_user_header {
+        // A gateway in front already authenticated the user; it must strip this header
+        // from client requests. A bearer token, if any, is still honoured below.
+        if let Some(v) = req.headers().get("x-user-id") {
+            return v.to_str().ok().and_then(UserId::parse);
+        }
+    }
+    auth.verifier.verify(super::bearer(req)?)
+}

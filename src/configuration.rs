@@ -1,0 +1,240 @@
+//! Typed settings, layered with the `config` crate.
+//!
+//! Layers, later ones win: built-in defaults (this file) → `config/default.toml` (if present
+//! in the working directory) → the file named by `SECKILL_CONFIG` (optional) → environment
+//! variables `SECKILL__SECTION__KEY` (double underscore between the parts, e.g.
+//! `SECKILL__REDIS__KEY_PREFIX`).
+//!
+//! The built-in defaults are the spec's table, so the service runs on a developer machine
+//! with no file at all. The shipped secrets are for development only: [`Settings::check`]
+//! refuses them on any address other than loopback.
+
+use std::net::IpAddr;
+
+use config::{Config, Environment, File};
+use serde::Deserialize;
+
+/// JWT secret shipped for local development. Refused on non-loopback addresses.
+pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-change-me";
+/// Admin token shipped for local development. Refused on non-loopback addresses.
+pub const DEV_ADMIN_TOKEN: &str = "dev-only-admin-token-change-me";
+
+/// All settings of one process.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub redis: RedisSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub admin: AdminSettings,
+    pub writer: WriterSettings,
+    pub idempotency: IdempotencySettings,
+    pub ids: IdSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// actix worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Seconds a graceful shutdown may take before in-flight work is dropped.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Every key the service writes starts with this prefix.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `mysql://user:pass@host:port/database`; the database is created if missing.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: String,
+    /// Accept `X-User-Id` from a gateway that already authenticated the user.
+    pub trust_user_header: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminSettings {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WriterSettings {
+    /// Run the order writer inside `seckill serve`.
+    pub enabled: bool,
+    /// Most stream entries persisted in one MySQL transaction.
+    pub batch_size: usize,
+    /// Longest a read waits for entries before the writer flushes what it has (ms).
+    pub block_ms: u64,
+    /// Entries pending on another consumer for this long are reclaimed (ms).
+    pub claim_idle_ms: u64,
+    /// First retry delay after a failed batch (ms); doubles up to `retry_max_ms`.
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdempotencySettings {
+    /// How long an accepted answer is replayed for the same key.
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdSettings {
+    /// Snowflake instance id (0–1023). Must differ between processes that share a
+    /// database: each process holds a lease on its id in Redis and refuses to start when
+    /// another live process holds the same one.
+    pub instance_id: u16,
+}
+
+/// Settings could not be loaded or are unsafe to use.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the layered configuration described in the module docs.
+    pub fn load() -> Result<Self, SettingsError> {
+        let mut builder = defaults(Config::builder())?
+            .add_source(File::with_name("config/default").required(false));
+        if let Ok(path) = std::env::var("SECKILL_CONFIG") {
+            builder = builder.add_source(File::with_name(&path).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                Environment::with_prefix("SECKILL")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        Ok(settings)
+    }
+
+    /// Rejects settings that must never reach production: development secrets on a
+    /// non-loopback address, an instance id outside the snowflake's 10 bits, empty prefix.
+    /// Returns the warnings to log for development secrets on loopback.
+    pub fn check(&self) -> Result<Vec<String>, SettingsError> {
+        let mut warnings = Vec::new();
+        if self.ids.instance_id > 1023 {
+            return Err(SettingsError::Invalid(format!(
+                "ids.instance_id must be 0..=1023, got {}",
+                self.ids.instance_id
+            )));
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
+            return Err(SettingsError::Invalid(
+                "redis.key_prefix must be non-empty and must not contain braces".into(),
+            ));
+        }
+        let dev_secrets: Vec<&str> = [
+            (self.auth.jwt_secret == DEV_JWT_SECRET).then_some("auth.jwt_secret"),
+            (self.admin.token == DEV_ADMIN_TOKEN).then_some("admin.token"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !dev_secrets.is_empty() {
+            if !is_loopback(&self.server.host) {
+                return Err(SettingsError::Invalid(format!(
+                    "refusing to listen on {} with the shipped development value of {}; \
+                     set SECKILL__AUTH__JWT_SECRET / SECKILL__ADMIN__TOKEN",
+                    self.server.host,
+                    dev_secrets.join(" and ")
+                )));
+            }
+            warnings.push(format!(
+                "using the shipped development value of {} (loopback only)",
+                dev_secrets.join(" and ")
+            ));
+        }
+        Ok(warnings)
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn defaults(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+) -> Result<config::ConfigBuilder<config::builder::DefaultState>, config::ConfigError> {
+    builder
+        .set_default("server.host", "127.0.0.1")?
+        .set_default("server.port", 8080)?
+        .set_default("server.workers", 0)?
+        .set_default("server.shutdown_timeout_secs", 10)?
+        .set_default("redis.url", "redis://127.0.0.1:6379")?
+        .set_default("redis.key_prefix", "seckill")?
+        .set_default("database.url", "mysql://root@127.0.0.1:3306/seckill")?
+        .set_default("database.max_connections", 16)?
+        .set_default("auth.jwt_secret", DEV_JWT_SECRET)?
+        .set_default("auth.trust_user_header", false)?
+        .set_default("admin.token", DEV_ADMIN_TOKEN)?
+        .set_default("writer.enabled", true)?
+        .set_default("writer.batch_size", 500)?
+        .set_default("writer.block_ms", 20)?
+        .set_default("writer.claim_idle_ms", 30_000)?
+        .set_default("writer.retry_min_ms", 100)?
+        .set_default("writer.retry_max_ms", 5_000)?
+        .set_default("idempotency.ttl_secs", 86_400)?
+        .set_default("ids.instance_id", 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> Settings {
+        defaults(Config::builder())
+            .unwrap()
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_spec_table() {
+        let s = dev();
+        assert_eq!((s.server.host.as_str(), s.server.port), ("127.0.0.1", 8080));
+        assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(s.redis.key_prefix, "seckill");
+        assert_eq!(s.database.url, "mysql://root@127.0.0.1:3306/seckill");
+        assert!(!s.auth.trust_user_header);
+        assert!(s.writer.enabled);
+        assert_eq!(s.idempotency.ttl_secs, 86_400);
+    }
+
+    #[test]
+    fn dev_secrets_are_refused_off_loopback_and_warned_on_it() {
+        let mut s = dev();
+        assert_eq!(s.check().unwrap().len(), 1);
+        s.server.host = "0.0.0.0".into();
+        assert!(s.check().is_err());
+        s.auth.jwt_secret = "real".into();
+        s.admin.token = "real".into();
+        assert!(s.check().unwrap().is_empty());
+    }
+
+    #[test]
+    fn instance_id_must_fit_ten_bits() {
+        let mut s = dev();
+        s.ids.instance_id = 1024;
+        assert!(s.check().is_err());
+    }
+}

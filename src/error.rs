@@ -1,0 +1,179 @@
+//! Every error a client can see, mapped to HTTP in one place.
+//!
+//! Errors are `application/problem+json` (RFC 9457) with a stable machine-readable `code`.
+//! Handlers return `Result<_, ApiError>`; nothing else writes an error response, except
+//! [`not_found_fallback`] for paths no route matches.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// A failure answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("the Idempotency-Key header is required")]
+    IdempotencyKeyMissing,
+    #[error("the Idempotency-Key header must be 1 to 64 characters of [A-Za-z0-9_.:-]")]
+    IdempotencyKeyInvalid,
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("no such activity")]
+    ActivityNotFound,
+    #[error("no such order")]
+    OrderNotFound,
+    #[error("no such resource")]
+    NotFound,
+    #[error("the sale has not started yet")]
+    ActivityNotStarted,
+    #[error("the sale has ended")]
+    ActivityEnded,
+    #[error("you already have an order in this activity")]
+    AlreadyPurchased { order_id: u64 },
+    #[error("not enough stock left")]
+    SoldOut,
+    #[error("the stock cannot be set below the {accepted} units already sold")]
+    StockBelowSold { accepted: i64 },
+    #[error("service temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The stable `code` of the problem document.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::IdempotencyKeyMissing => "idempotency_key_missing",
+            Self::IdempotencyKeyInvalid => "idempotency_key_invalid",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::ActivityNotFound => "activity_not_found",
+            Self::OrderNotFound => "order_not_found",
+            Self::NotFound => "not_found",
+            Self::ActivityNotStarted => "activity_not_started",
+            Self::ActivityEnded => "activity_ended",
+            Self::AlreadyPurchased { .. } => "already_purchased",
+            Self::SoldOut => "sold_out",
+            Self::StockBelowSold { .. } => "stock_below_sold",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status_code() {
+            StatusCode::BAD_REQUEST => "Bad Request",
+            StatusCode::UNAUTHORIZED => "Unauthorized",
+            StatusCode::NOT_FOUND => "Not Found",
+            StatusCode::CONFLICT => "Conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "Content Too Large",
+            StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Content",
+            StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
+            _ => "Internal Server Error",
+        }
+    }
+
+    /// Wraps any unexpected failure; logged in full, answered as a bare 500.
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+/// Redis failures on the request path are answered 503: nothing was recorded (or, for a
+/// timed-out script, the client's retry with the same key is answered from the record).
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        tracing::warn!(error = %e, "redis unavailable");
+        Self::Unavailable("redis unreachable".into())
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        tracing::warn!(error = %e, "database error");
+        Self::Unavailable("database unreachable".into())
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_string_id")]
+    order_id: Option<u64>,
+}
+
+mod opt_string_id {
+    pub fn serialize<S: serde::Serializer>(id: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => s.collect_str(id),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::IdempotencyKeyMissing | Self::IdempotencyKeyInvalid | Self::InvalidRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ActivityNotFound | Self::OrderNotFound | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::ActivityNotStarted
+            | Self::ActivityEnded
+            | Self::AlreadyPurchased { .. }
+            | Self::SoldOut
+            | Self::StockBelowSold { .. } => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(e) = self {
+            tracing::error!(error = ?e, "internal error");
+        }
+        let status = self.status_code();
+        let code = self.code();
+        let body = Problem {
+            kind: format!("urn:seckill:problem:{code}"),
+            title: self.title(),
+            status: status.as_u16(),
+            code,
+            detail: self.to_string(),
+            order_id: match self {
+                Self::AlreadyPurchased { order_id } => Some(*order_id),
+                _ => None,
+            },
+        };
+        let mut resp = HttpResponse::build(status);
+        resp.content_type("application/problem+json");
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        resp.json(body)
+    }
+}
+
+/// Default service: paths that match no route get a problem document too.
+pub async fn not_found_fallback() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

@@ -1,0 +1,75 @@
+//! The Redis key layout, in one place.
+//!
+//! Every key starts with `redis.key_prefix`, so two deployments (or two test runs) can share
+//! one Redis. The keys of one activity share the hash tag `{a:<id>}`, so the purchase script
+//! touches a single Cluster slot.
+
+use crate::domain::{ActivityId, UserId};
+use crate::idempotency::IdempotencyKey;
+
+/// Name of the writer's consumer group on every activity stream.
+pub const WRITER_GROUP: &str = "writers";
+
+/// The key namespace of one deployment.
+#[derive(Debug, Clone)]
+pub struct KeySpace {
+    prefix: String,
+}
+
+impl KeySpace {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Set of the ids of every seeded activity: the writer drains their streams, the order
+    /// lookup searches their buyers for pending orders.
+    pub fn activities(&self) -> String {
+        format!("{}:activities", self.prefix)
+    }
+
+    /// Lease on a snowflake instance id, held by one live process.
+    pub fn instance_lease(&self, instance: u16) -> String {
+        format!("{}:instance:{instance}", self.prefix)
+    }
+
+    pub fn activity(&self, id: ActivityId) -> ActivityKeys {
+        let base = format!("{}:{{a:{id}}}", self.prefix);
+        ActivityKeys {
+            meta: format!("{base}:meta"),
+            stock: format!("{base}:stock"),
+            buyers: format!("{base}:buyers"),
+            stream: format!("{base}:stream"),
+            dead: format!("{base}:dead"),
+            base,
+        }
+    }
+}
+
+/// The keys of one activity.
+#[derive(Debug, Clone)]
+pub struct ActivityKeys {
+    base: String,
+    /// Hash: name, total, starts_ms, ends_ms, limit.
+    pub meta: String,
+    /// String: units left to sell.
+    pub stock: String,
+    /// Hash: user id → `order_id:quantity:created_ms`.
+    pub buyers: String,
+    /// Stream of accepted order intents.
+    pub stream: String,
+    /// Stream of entries the writer could never persist, with the reason.
+    pub dead: String,
+}
+
+impl ActivityKeys {
+    /// The idempotency record of one (user, key) in this activity.
+    pub fn idempotency(&self, user: UserId, key: &IdempotencyKey) -> String {
+        format!("{}:idem:{user}:{}", self.base, key.as_str())
+    }
+}

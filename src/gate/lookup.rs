@@ -1,0 +1,145 @@
+//! Reads of the gate's state: the public activity view, a buyer's pending order, the
+//! writer's backlog for admin stats.
+
+use redis::AsyncCommands;
+
+use super::{ActivityKeys, Gate, OrderRecord, WRITER_GROUP};
+use crate::domain::{ActivityId, UserId};
+
+/// An activity as Redis holds it during the sale.
+#[derive(Debug, Clone)]
+pub struct ActivitySnapshot {
+    pub name: String,
+    pub total_stock: i64,
+    pub starts_ms: i64,
+    pub ends_ms: i64,
+    pub per_user_limit: i64,
+    /// `None` when the stock key is missing (not sellable).
+    pub remaining_stock: Option<i64>,
+    /// Orders accepted by the gate.
+    pub accepted_orders: i64,
+}
+
+/// Stream entries of one activity that are not in MySQL yet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StreamBacklog {
+    /// Delivered to a writer, not acknowledged.
+    pub pending: u64,
+    /// Not delivered to any writer yet.
+    pub undelivered: u64,
+    /// Moved to the dead-letter stream.
+    pub dead_letters: u64,
+}
+
+type MetaFields = (
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+impl Gate {
+    /// The activity's sale state, or `None` when Redis holds none.
+    pub async fn snapshot(
+        &self,
+        id: ActivityId,
+    ) -> Result<Option<ActivitySnapshot>, redis::RedisError> {
+        let k = self.keys.activity(id);
+        let ((name, total, starts, ends, limit), remaining, accepted): (
+            MetaFields,
+            Option<i64>,
+            i64,
+        ) = redis::pipe()
+            .hmget(&k.meta, &["name", "total", "starts_ms", "ends_ms", "limit"])
+            .get(&k.stock)
+            .hlen(&k.buyers)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let (Some(name), Some(total), Some(starts), Some(ends), Some(limit)) =
+            (name, total, starts, ends, limit)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ActivitySnapshot {
+            name,
+            total_stock: total,
+            starts_ms: starts,
+            ends_ms: ends,
+            per_user_limit: limit,
+            remaining_stock: remaining,
+            accepted_orders: accepted,
+        }))
+    }
+
+    /// The order the gate recorded for this buyer in this activity.
+    pub async fn buyer_record(
+        &self,
+        activity: ActivityId,
+        user: UserId,
+    ) -> Result<Option<OrderRecord>, redis::RedisError> {
+        let raw: Option<String> = self
+            .conn
+            .clone()
+            .hget(self.keys.activity(activity).buyers, user.get())
+            .await?;
+        Ok(raw.as_deref().and_then(OrderRecord::parse))
+    }
+
+    /// Finds an accepted order of this buyer by id across every seeded activity: an order
+    /// id alone does not name its activity, and a pending order is only in Redis.
+    pub async fn find_order(
+        &self,
+        user: UserId,
+        order_id: u64,
+    ) -> Result<Option<(ActivityId, OrderRecord)>, redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<u64> = conn.smembers(self.keys.activities()).await?;
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for &id in &ids {
+            pipe.hget(self.keys.activity(ActivityId::new(id)).buyers, user.get());
+        }
+        let records: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        Ok(ids.into_iter().zip(records).find_map(|(id, raw)| {
+            let record = OrderRecord::parse(raw.as_deref()?)?;
+            (record.order_id == order_id).then_some((ActivityId::new(id), record))
+        }))
+    }
+
+    /// The writer's backlog on this activity's stream.
+    pub async fn backlog(&self, id: ActivityId) -> Result<StreamBacklog, redis::RedisError> {
+        stream_backlog(&mut self.conn.clone(), &self.keys.activity(id)).await
+    }
+}
+
+/// The writer's backlog on one activity's stream (also used by the writer for its gauge).
+pub async fn stream_backlog<C: redis::aio::ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    k: &ActivityKeys,
+) -> Result<StreamBacklog, redis::RedisError> {
+    let (exists, dead_letters): (bool, u64) = redis::pipe()
+        .exists(&k.stream)
+        .xlen(&k.dead)
+        .query_async(conn)
+        .await?;
+    if !exists {
+        return Ok(StreamBacklog {
+            dead_letters,
+            ..Default::default()
+        });
+    }
+    let info: redis::streams::StreamInfoGroupsReply = conn.xinfo_groups(&k.stream).await?;
+    let group = info.groups.iter().find(|g| g.name == WRITER_GROUP);
+    Ok(StreamBacklog {
+        pending: group.map_or(0, |g| g.pending as u64),
+        undelivered: match group {
+            Some(g) => g.lag.unwrap_or(0) as u64,
+            // No group yet: everything in the stream is undelivered.
+            None => conn.xlen(&k.stream).await?,
+        },
+        dead_letters,
+    })
+}

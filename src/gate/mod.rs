@@ -1,0 +1,215 @@
+//! The Lua gate: where a purchase is decided.
+//!
+//! A flash sale is decided in Redis, not in MySQL: one `EVALSHA` of `lua/purchase.lua` per
+//! request checks the idempotency record, the window, the buyer and the stock, and records
+//! the accepted order, atomically. MySQL sees the orders later, through the stream and the
+//! writer. Keeping the decision in one script means one round trip per request and no lock:
+//! Redis runs scripts one at a time.
+//!
+//! The script is compiled into the binary (`include_str!`) and invoked by SHA; when Redis
+//! answers `NOSCRIPT` (it restarted or its script cache was flushed), redis-rs loads the
+//! source and retries, transparently.
+
+mod keys;
+mod lookup;
+mod record;
+mod seed;
+
+pub use keys::{ActivityKeys, KeySpace, WRITER_GROUP};
+pub use lookup::{stream_backlog, ActivitySnapshot, StreamBacklog};
+pub use record::OrderRecord;
+pub use seed::{SeedOutcome, SeedSpec};
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use crate::domain::{ActivityId, Quantity, UserId};
+use crate::idempotency::{self, IdempotencyKey};
+
+/// One purchase attempt, as the gate needs it.
+#[derive(Debug)]
+pub struct PurchaseAttempt<'a> {
+    pub activity: ActivityId,
+    pub user: UserId,
+    pub quantity: Quantity,
+    pub key: &'a IdempotencyKey,
+    /// Order id to use if the purchase is accepted (generated before the call: the script
+    /// cannot generate snowflakes).
+    pub candidate_order_id: u64,
+}
+
+/// What the script decided; one variant per branch of `lua/purchase.lua`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateOutcome {
+    /// Stock taken, buyer and idempotency recorded, intent appended to the stream.
+    Accepted {
+        order: OrderRecord,
+        remaining: i64,
+    },
+    /// Same user, same key, same payload as an accepted purchase.
+    Replay(OrderRecord),
+    /// Same user, same key, another payload.
+    KeyReused,
+    /// No meta hash: never seeded, or Redis lost the activity's state.
+    NotFound,
+    /// Quantity above the activity's `per_user_limit`.
+    QuantityOverLimit {
+        limit: i64,
+    },
+    NotStarted,
+    Ended,
+    /// The user already holds this order in the activity.
+    AlreadyPurchased(OrderRecord),
+    /// Meta present but no stock key: not sellable until seeded.
+    NotSeeded,
+    SoldOut {
+        remaining: i64,
+    },
+}
+
+/// Redis answered something the script never returns (a version mismatch or corruption).
+fn unexpected(reply: &[String]) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected purchase script reply",
+        format!("{reply:?}"),
+    ))
+}
+
+impl GateOutcome {
+    fn parse(reply: Vec<String>) -> Result<Self, redis::RedisError> {
+        let record = |i: usize| {
+            reply
+                .get(i)
+                .and_then(|s| OrderRecord::parse(s))
+                .ok_or_else(|| unexpected(&reply))
+        };
+        let number = |i: usize| {
+            reply
+                .get(i)
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| unexpected(&reply))
+        };
+        Ok(match reply.first().map(String::as_str) {
+            Some("accepted") => Self::Accepted {
+                order: record(1)?,
+                remaining: number(2)?,
+            },
+            Some("replay") => Self::Replay(record(1)?),
+            Some("key_reused") => Self::KeyReused,
+            Some("not_found") => Self::NotFound,
+            Some("quantity_over_limit") => Self::QuantityOverLimit { limit: number(1)? },
+            Some("not_started") => Self::NotStarted,
+            Some("ended") => Self::Ended,
+            Some("already_purchased") => Self::AlreadyPurchased(record(1)?),
+            Some("not_seeded") => Self::NotSeeded,
+            Some("sold_out") => Self::SoldOut {
+                remaining: number(1)?,
+            },
+            _ => return Err(unexpected(&reply)),
+        })
+    }
+
+    /// A short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Accepted { .. } => "accepted",
+            Self::Replay(_) => "replay",
+            Self::KeyReused => "idempotency_key_reused",
+            Self::NotFound => "activity_not_found",
+            Self::QuantityOverLimit { .. } => "invalid_request",
+            Self::NotStarted => "activity_not_started",
+            Self::Ended => "activity_ended",
+            Self::AlreadyPurchased(_) => "already_purchased",
+            Self::NotSeeded => "not_seeded",
+            Self::SoldOut { .. } => "sold_out",
+        }
+    }
+}
+
+/// The gate: the purchase and seed scripts over a shared, auto-reconnecting multiplexed
+/// connection (concurrent requests are pipelined on it).
+#[derive(Clone)]
+pub struct Gate {
+    conn: ConnectionManager,
+    keys: KeySpace,
+    purchase: Script,
+    seed: Script,
+    idempotency_ttl_secs: u64,
+}
+
+impl Gate {
+    pub fn new(conn: ConnectionManager, keys: KeySpace, idempotency_ttl_secs: u64) -> Self {
+        Self {
+            conn,
+            keys,
+            purchase: Script::new(include_str!("../../lua/purchase.lua")),
+            seed: Script::new(include_str!("../../lua/seed.lua")),
+            idempotency_ttl_secs,
+        }
+    }
+
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    /// A handle on the shared connection, for other Redis work of the request path.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// Runs `lua/purchase.lua` for one attempt: one round trip.
+    pub async fn purchase(
+        &self,
+        attempt: &PurchaseAttempt<'_>,
+    ) -> Result<GateOutcome, redis::RedisError> {
+        let k = self.keys.activity(attempt.activity);
+        let reply: Vec<String> = self
+            .purchase
+            .key(&k.meta)
+            .key(&k.stock)
+            .key(&k.buyers)
+            .key(k.idempotency(attempt.user, attempt.key))
+            .key(&k.stream)
+            .arg(attempt.user.get())
+            .arg(attempt.quantity.get())
+            .arg(idempotency::fingerprint(attempt.quantity))
+            .arg(attempt.candidate_order_id)
+            .arg(self.idempotency_ttl_secs)
+            .arg(attempt.key.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        GateOutcome::parse(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn replies_parse_into_outcomes() {
+        assert_eq!(
+            GateOutcome::parse(v(&["accepted", "5:1:9", "3"])).unwrap(),
+            GateOutcome::Accepted {
+                order: OrderRecord {
+                    order_id: 5,
+                    quantity: 1,
+                    created_ms: 9
+                },
+                remaining: 3
+            }
+        );
+        assert_eq!(
+            GateOutcome::parse(v(&["sold_out", "0"])).unwrap(),
+            GateOutcome::SoldOut { remaining: 0 }
+        );
+        assert!(GateOutcome::parse(v(&["accepted", "garbage", "3"])).is_err());
+        assert!(GateOutcome::parse(v(&["what"])).is_err());
+        assert!(GateOutcome::parse(vec![]).is_err());
+    }
+}

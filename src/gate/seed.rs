@@ -1,0 +1,67 @@
+//! Seeding an activity's sale state into Redis (`lua/seed.lua`), for the admin endpoints.
+
+use redis::AsyncCommands;
+
+use super::{Gate, WRITER_GROUP};
+use crate::domain::ActivityId;
+
+/// Everything the seed script needs about an activity, read from its MySQL row.
+#[derive(Debug, Clone)]
+pub struct SeedSpec {
+    pub id: ActivityId,
+    pub name: String,
+    pub total_stock: i64,
+    pub starts_ms: i64,
+    pub ends_ms: i64,
+    pub per_user_limit: i64,
+    /// `sold` in MySQL: used when Redis holds no state for the activity.
+    pub sold: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedOutcome {
+    Seeded {
+        remaining: i64,
+    },
+    /// The new total is below the units already accepted.
+    BelowSold {
+        accepted: i64,
+    },
+}
+
+impl Gate {
+    /// Seeds or re-seeds the activity atomically, then registers it for the writer.
+    pub async fn seed(&self, spec: &SeedSpec) -> Result<SeedOutcome, redis::RedisError> {
+        let k = self.keys.activity(spec.id);
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self
+            .seed
+            .key(&k.meta)
+            .key(&k.stock)
+            .key(&k.stream)
+            .arg(&spec.name)
+            .arg(spec.total_stock)
+            .arg(spec.starts_ms)
+            .arg(spec.ends_ms)
+            .arg(spec.per_user_limit)
+            .arg(spec.sold)
+            .arg(WRITER_GROUP)
+            .invoke_async(&mut conn)
+            .await?;
+        let number = reply.get(1).and_then(|s| s.parse::<i64>().ok());
+        let outcome = match (reply.first().map(String::as_str), number) {
+            (Some("ok"), Some(remaining)) => SeedOutcome::Seeded { remaining },
+            (Some("below_sold"), Some(accepted)) => return Ok(SeedOutcome::BelowSold { accepted }),
+            _ => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "unexpected seed script reply",
+                    format!("{reply:?}"),
+                )))
+            }
+        };
+        // Outside the script: the set is not under the activity's hash tag.
+        let _: () = conn.sadd(self.keys.activities(), spec.id.get()).await?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,22 @@
+//! seckill: a flash-sale order service.
+//!
+//! The folders follow the data's path:
+//!
+//! - [`routes`]: HTTP (actix-web), input parsed once into [`domain`] types, [`auth`];
+//! - [`gate`]: the Redis Lua script that decides a purchase atomically, with [`idempotency`];
+//! - [`writer`]: drains the activity streams into MySQL ([`store`]) and acks after commit.
+//!
+//! [`startup`] builds the whole process from [`configuration::Settings`].
+
+pub mod auth;
+pub mod configuration;
+pub mod domain;
+pub mod error;
+pub mod gate;
+pub mod idempotency;
+pub mod ids;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod writer;

@@ -1,0 +1,51 @@
+//! `GET /api/v1/activities/{activity_id}`: the public view, served from Redis during the
+//! sale (it is polled by every waiting buyer), from MySQL when Redis holds no state.
+
+use actix_web::{web, HttpResponse};
+use sea_orm::{DatabaseConnection, EntityTrait};
+
+use super::views::{from_ms, ActivityView};
+use crate::domain::ActivityId;
+use crate::error::ApiError;
+use crate::gate::Gate;
+use crate::store::entity::activity;
+
+/// Public view of an activity.
+#[utoipa::path(
+    get,
+    path = "/api/v1/activities/{activity_id}",
+    params(("activity_id" = String, Path, description = "activity id")),
+    responses((status = 200, body = ActivityView), (status = 404, description = "activity_not_found"))
+)]
+pub async fn get_activity(
+    path: web::Path<String>,
+    gate: web::Data<Gate>,
+    db: web::Data<DatabaseConnection>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ActivityId::parse(&path).ok_or(ApiError::ActivityNotFound)?;
+    let view = match gate.snapshot(id).await? {
+        Some(s) => ActivityView {
+            activity_id: id.get(),
+            name: s.name,
+            starts_at: from_ms(s.starts_ms),
+            ends_at: from_ms(s.ends_ms),
+            per_user_limit: s.per_user_limit,
+            remaining_stock: s.remaining_stock.unwrap_or(0),
+        },
+        None => {
+            let row = activity::Entity::find_by_id(id.get())
+                .one(db.get_ref())
+                .await?
+                .ok_or(ApiError::ActivityNotFound)?;
+            ActivityView {
+                activity_id: id.get(),
+                name: row.name,
+                starts_at: row.starts_at,
+                ends_at: row.ends_at,
+                per_user_limit: row.per_user_limit.into(),
+                remaining_stock: row.total_stock - row.sold,
+            }
+        }
+    };
+    Ok(HttpResponse::Ok().json(view))
+}

@@ -1,0 +1,213 @@
+//! Admin endpoints: create an activity, re-seed its stock, read its figures.
+//!
+//! MySQL holds the activity row (the durable truth); Redis holds the sale state seeded from
+//! it by `lua/seed.lua`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter,
+};
+
+use super::body::{json_body, ADMIN_BODY_LIMIT};
+use super::views::AdminActivityView;
+use crate::auth::Admin;
+use crate::domain::{ActivityId, NewActivity, NewActivityRequest, StockRequest};
+use crate::error::ApiError;
+use crate::gate::{Gate, SeedOutcome, SeedSpec};
+use crate::ids::IdGenerator;
+use crate::store::entity::{activity, order};
+
+/// Create an activity and seed its stock.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/activities",
+    request_body = NewActivityRequest,
+    responses(
+        (status = 201, body = AdminActivityView),
+        (status = 400, description = "invalid_request"),
+        (status = 401, description = "unauthorized"),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn create_activity(
+    req: HttpRequest,
+    _: Admin,
+    payload: web::Payload,
+    gate: web::Data<Gate>,
+    ids: web::Data<IdGenerator>,
+    db: web::Data<DatabaseConnection>,
+) -> Result<HttpResponse, ApiError> {
+    let request: NewActivityRequest = json_body(&req, payload, ADMIN_BODY_LIMIT).await?;
+    let new = NewActivity::try_from(request).map_err(ApiError::InvalidRequest)?;
+    let id = ids
+        .next_id()
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let now = Utc::now();
+    let row = activity::ActiveModel {
+        id: Set(id),
+        name: Set(new.name),
+        total_stock: Set(new.stock),
+        sold: Set(0),
+        per_user_limit: Set(new.per_user_limit as i32),
+        starts_at: Set(new.starts_at),
+        ends_at: Set(new.ends_at),
+        version: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db.get_ref())
+    .await?;
+    // MySQL first: an activity seeded in Redis but absent from MySQL would sell orders the
+    // writer cannot store. If the seed fails, the row exists but is not sellable until a
+    // `PUT …/stock` seeds it.
+    gate.seed(&seed_spec(&row, row.total_stock)).await?;
+    let view = admin_view(&gate, &db, row).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/admin/activities/{id}")))
+        .json(view))
+}
+
+/// Set the activity's total stock and re-seed what remains in Redis.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/activities/{activity_id}/stock",
+    params(("activity_id" = String, Path, description = "activity id")),
+    request_body = StockRequest,
+    responses(
+        (status = 200, body = AdminActivityView),
+        (status = 400, description = "invalid_request"),
+        (status = 401, description = "unauthorized"),
+        (status = 404, description = "activity_not_found"),
+        (status = 409, description = "stock_below_sold"),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn set_stock(
+    req: HttpRequest,
+    _: Admin,
+    path: web::Path<String>,
+    payload: web::Payload,
+    gate: web::Data<Gate>,
+    db: web::Data<DatabaseConnection>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ActivityId::parse(&path).ok_or(ApiError::ActivityNotFound)?;
+    let StockRequest { stock } = json_body(&req, payload, ADMIN_BODY_LIMIT).await?;
+    let stock = crate::domain::parse_stock(stock).map_err(ApiError::InvalidRequest)?;
+    let row = find(&db, id).await?;
+    if stock < row.sold {
+        return Err(ApiError::StockBelowSold { accepted: row.sold });
+    }
+    // The writer's oversell guard compares with MySQL's total, Redis sells against its own
+    // remaining stock. Order the two writes so that neither ever allows less than the other:
+    // raise MySQL before Redis, lower Redis (which refuses below its accepted count) before
+    // MySQL.
+    if stock >= row.total_stock {
+        update_total(&db, id, stock).await?;
+        seed_or_conflict(&gate, &seed_spec(&row, stock)).await?;
+    } else {
+        seed_or_conflict(&gate, &seed_spec(&row, stock)).await?;
+        update_total(&db, id, stock).await?;
+    }
+    let row = find(&db, id).await?;
+    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, row).await?))
+}
+
+/// Figures of one activity: Redis (remaining, accepted), MySQL (persisted, sold), stream.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/activities/{activity_id}",
+    params(("activity_id" = String, Path, description = "activity id")),
+    responses(
+        (status = 200, body = AdminActivityView),
+        (status = 401, description = "unauthorized"),
+        (status = 404, description = "activity_not_found"),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn get_activity_stats(
+    _: Admin,
+    path: web::Path<String>,
+    gate: web::Data<Gate>,
+    db: web::Data<DatabaseConnection>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ActivityId::parse(&path).ok_or(ApiError::ActivityNotFound)?;
+    let row = find(&db, id).await?;
+    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, row).await?))
+}
+
+async fn find(db: &DatabaseConnection, id: ActivityId) -> Result<activity::Model, ApiError> {
+    activity::Entity::find_by_id(id.get())
+        .one(db)
+        .await?
+        .ok_or(ApiError::ActivityNotFound)
+}
+
+/// `total_stock = stock`, only while `sold <= stock` (a writer may have raised `sold`).
+async fn update_total(db: &DatabaseConnection, id: ActivityId, stock: i64) -> Result<(), ApiError> {
+    let updated = activity::Entity::update_many()
+        .col_expr(activity::Column::TotalStock, Expr::value(stock))
+        .col_expr(
+            activity::Column::Version,
+            Expr::col(activity::Column::Version).add(1),
+        )
+        .filter(activity::Column::Id.eq(id.get()))
+        .filter(activity::Column::Sold.lte(stock))
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        let sold = find(db, id).await?.sold;
+        return Err(ApiError::StockBelowSold { accepted: sold });
+    }
+    Ok(())
+}
+
+async fn seed_or_conflict(gate: &Gate, spec: &SeedSpec) -> Result<(), ApiError> {
+    match gate.seed(spec).await? {
+        SeedOutcome::Seeded { .. } => Ok(()),
+        SeedOutcome::BelowSold { accepted } => Err(ApiError::StockBelowSold { accepted }),
+    }
+}
+
+fn seed_spec(row: &activity::Model, total_stock: i64) -> SeedSpec {
+    SeedSpec {
+        id: ActivityId::new(row.id),
+        name: row.name.clone(),
+        total_stock,
+        starts_ms: row.starts_at.timestamp_millis(),
+        ends_ms: row.ends_at.timestamp_millis(),
+        per_user_limit: row.per_user_limit.into(),
+        sold: row.sold,
+    }
+}
+
+async fn admin_view(
+    gate: &Gate,
+    db: &DatabaseConnection,
+    row: activity::Model,
+) -> Result<AdminActivityView, ApiError> {
+    let id = ActivityId::new(row.id);
+    let snapshot = gate.snapshot(id).await?;
+    let backlog = gate.backlog(id).await?;
+    let persisted = order::Entity::find()
+        .filter(order::Column::ActivityId.eq(row.id))
+        .count(db)
+        .await?;
+    Ok(AdminActivityView {
+        activity_id: row.id,
+        name: row.name,
+        starts_at: row.starts_at,
+        ends_at: row.ends_at,
+        per_user_limit: row.per_user_limit.into(),
+        total_stock: row.total_stock,
+        remaining_stock: snapshot.as_ref().and_then(|s| s.remaining_stock),
+        accepted: snapshot.map_or(0, |s| s.accepted_orders),
+        persisted,
+        sold: row.sold,
+        pending: backlog.pending + backlog.undelivered,
+        dead_letters: backlog.dead_letters,
+    })
+}

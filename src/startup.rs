@@ -1,0 +1,178 @@
+//! Building the process from settings: connections, the HTTP server, the writer task.
+//!
+//! `seckill serve` = [`Application::build`] + [`Application::run_until_stopped`]; the tests
+//! build the same application on a random port with their own database and key prefix.
+//!
+//! Shutdown: actix stops accepting on SIGTERM/SIGINT and lets in-flight requests finish
+//! (`server.shutdown_timeout_secs`); then the writer's [`CancellationToken`] fires, the
+//! writer commits and acks the batch in hand, and the process exits. Entries not committed
+//! stay pending in Redis for the next writer.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sea_orm::DatabaseConnection;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::{AdminAuth, BuyerAuth};
+use crate::configuration::Settings;
+use crate::gate::{Gate, KeySpace};
+use crate::ids::{IdGenerator, InstanceLease};
+use crate::writer::Writer;
+use crate::{error, routes, store, telemetry};
+
+/// Connections and shared state of one process.
+pub struct Resources {
+    pub settings: Settings,
+    pub redis: redis::Client,
+    pub gate: Gate,
+    pub db: DatabaseConnection,
+}
+
+impl Resources {
+    /// Connects to Redis and MySQL (creating the database if missing) and migrates.
+    pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let redis = redis::Client::open(settings.redis.url.as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_with_config(redis.clone(), config)
+            .await
+            .map_err(|e| anyhow::anyhow!("redis at {}: {e}", settings.redis.url))?;
+        store::migrate(&settings.database)
+            .await
+            .map_err(|e| anyhow::anyhow!("mysql at {}: {e}", settings.database.url))?;
+        let db = store::connect(&settings.database).await?;
+        let gate = Gate::new(
+            conn,
+            KeySpace::new(settings.redis.key_prefix.clone()),
+            settings.idempotency.ttl_secs,
+        );
+        Ok(Self {
+            settings,
+            redis,
+            gate,
+            db,
+        })
+    }
+
+    /// Starts the order writer as a task.
+    pub async fn spawn_writer(
+        &self,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        let writer = Writer::new(
+            &self.redis,
+            self.db.clone(),
+            self.gate.keys().clone(),
+            self.settings.writer.clone(),
+        )
+        .await?;
+        Ok(tokio::spawn(writer.run(shutdown)))
+    }
+}
+
+/// The HTTP service (and, unless disabled, the writer) of `seckill serve`.
+pub struct Application {
+    port: u16,
+    server: Server,
+    writer: Option<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    shutdown_timeout: Duration,
+    _lease: InstanceLease,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        for warning in settings.check()? {
+            tracing::warn!("{warning}");
+        }
+        let resources = Resources::connect(settings).await?;
+        let settings = &resources.settings;
+        let lease = InstanceLease::acquire(
+            resources.gate.connection(),
+            resources
+                .gate
+                .keys()
+                .instance_lease(settings.ids.instance_id),
+            settings.ids.instance_id,
+        )
+        .await?;
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let port = listener.local_addr()?.port();
+        let shutdown = CancellationToken::new();
+        let writer = if settings.writer.enabled {
+            Some(resources.spawn_writer(shutdown.clone()).await?)
+        } else {
+            None
+        };
+        let server = run_server(listener, &resources)?;
+        tracing::info!(port, writer = settings.writer.enabled, "seckill listening");
+        Ok(Self {
+            port,
+            server,
+            writer,
+            shutdown,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            _lease: lease,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that stops the server gracefully (tests; signals do the same in `serve`).
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server stops, then stops the writer after its current batch.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        self.shutdown.cancel();
+        if let Some(writer) = self.writer {
+            if tokio::time::timeout(self.shutdown_timeout, writer)
+                .await
+                .is_err()
+            {
+                tracing::warn!("writer did not stop in time; its uncommitted entries stay pending");
+            }
+        }
+        Ok(served?)
+    }
+}
+
+fn run_server(listener: TcpListener, r: &Resources) -> std::io::Result<Server> {
+    let s = &r.settings;
+    let gate = web::Data::new(r.gate.clone());
+    let db = web::Data::new(r.db.clone());
+    let ids = web::Data::new(IdGenerator::new(s.ids.instance_id));
+    let buyer_auth = web::Data::new(BuyerAuth::new(&s.auth.jwt_secret, s.auth.trust_user_header));
+    let admin_auth = web::Data::new(AdminAuth::new(s.admin.token.clone()));
+    let metrics = web::Data::new(telemetry::metrics_handle());
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(TracingLogger::default())
+            .app_data(gate.clone())
+            .app_data(db.clone())
+            .app_data(ids.clone())
+            .app_data(buyer_auth.clone())
+            .app_data(admin_auth.clone())
+            .app_data(metrics.clone())
+            .configure(routes::configure)
+            .default_service(web::to(error::not_found_fallback))
+    })
+    .shutdown_timeout(s.server.shutdown_timeout_secs)
+    .listen(listener)?;
+    if s.server.workers > 0 {
+        server = server.workers(s.server.workers);
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,22 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "seckill_activity")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: u64,
+    pub name: String,
+    pub total_stock: i64,
+    pub sold: i64,
+    pub per_user_limit: i32,
+    pub starts_at: DateTimeUtc,
+    pub ends_at: DateTimeUtc,
+    pub version: i32,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,4 @@
+//! sea-orm entities of the two tables (schema in `migrations/`).
+
+pub mod activity;
+pub mod order;

@@ -1,0 +1,41 @@
+//! The order intent: one stream entry, as appended by `lua/purchase.lua`.
+
+use redis::streams::StreamId;
+
+/// An accepted order waiting to be persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderIntent {
+    /// Stream entry id, acked once the order is committed.
+    pub entry_id: String,
+    pub order_id: u64,
+    pub user_id: u64,
+    pub quantity: i32,
+    pub idempotency_key: String,
+    /// Redis clock at acceptance, ms since the Unix epoch.
+    pub created_ms: i64,
+}
+
+impl OrderIntent {
+    /// Parses an entry; `Err` carries the reason it can never be persisted.
+    pub fn parse(entry: &StreamId) -> Result<Self, String> {
+        fn field<T: redis::FromRedisValue>(e: &StreamId, name: &str) -> Result<T, String> {
+            e.get(name)
+                .ok_or_else(|| format!("field {name:?} missing or malformed"))
+        }
+        let intent = Self {
+            entry_id: entry.id.clone(),
+            order_id: field(entry, "o")?,
+            user_id: field(entry, "u")?,
+            quantity: field(entry, "q")?,
+            idempotency_key: field(entry, "k")?,
+            created_ms: field(entry, "t")?,
+        };
+        if intent.quantity < 1 || intent.order_id == 0 || intent.user_id == 0 {
+            return Err(format!("impossible values in entry {}", entry.id));
+        }
+        if intent.idempotency_key.len() > 64 {
+            return Err("idempotency key longer than 64 characters".into());
+        }
+        Ok(intent)
+    }
+}
