@@ -41,10 +41,18 @@ pub async fn read_limited(
     Ok(body)
 }
 
-/// Parses a JSON body; `Ok(None)` for an empty (or all-whitespace) body.
+/// Parses a JSON object body; `Ok(None)` for an empty (or all-whitespace) body.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(None),
+        // serde's derived structs also accept a JSON array (fields by position): refuse it,
+        // every body of this API is an object.
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "the body must be a JSON object".into(),
+            ))
+        }
     }
     serde_json::from_slice(body)
         .map(Some)

@@ -1,0 +1,201 @@
+//! Every branch of `lua/purchase.lua`, against the real Redis, through the library's Gate.
+
+use redis::AsyncCommands;
+
+use seckill::domain::{ActivityId, Quantity, UserId};
+use seckill::gate::{Gate, GateOutcome, KeySpace, PurchaseAttempt, SeedOutcome, SeedSpec};
+use seckill::idempotency::IdempotencyKey;
+
+struct Fixture {
+    gate: Gate,
+    conn: redis::aio::ConnectionManager,
+    activity: ActivityId,
+    next_order: u64,
+}
+
+async fn fixture(stock: i64, limit: i64, starts_in_ms: i64, ends_in_ms: i64) -> Fixture {
+    let settings = crate::helpers::test_settings();
+    let conn = redis::Client::open(settings.redis.url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let gate = Gate::new(conn.clone(), KeySpace::new(settings.redis.key_prefix), 60);
+    let activity = ActivityId::new(42);
+    let now = chrono::Utc::now().timestamp_millis();
+    let seeded = gate
+        .seed(&SeedSpec {
+            id: activity,
+            name: "gate".into(),
+            total_stock: stock,
+            starts_ms: now + starts_in_ms,
+            ends_ms: now + ends_in_ms,
+            per_user_limit: limit,
+            sold: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(seeded, SeedOutcome::Seeded { remaining: stock });
+    Fixture {
+        gate,
+        conn,
+        activity,
+        next_order: 1000,
+    }
+}
+
+impl Fixture {
+    async fn buy(&mut self, user: u64, key: &str, quantity: i64) -> GateOutcome {
+        self.next_order += 1;
+        let key = IdempotencyKey::from_header(Some(key.as_bytes())).unwrap();
+        self.gate
+            .purchase(&PurchaseAttempt {
+                activity: self.activity,
+                user: UserId::new(user),
+                quantity: Quantity::parse(quantity).unwrap(),
+                key: &key,
+                candidate_order_id: self.next_order,
+            })
+            .await
+            .unwrap()
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!(
+            "{}:{}",
+            self.gate.keys().prefix(),
+            suffix.replace("A", &format!("{{a:{}}}", self.activity))
+        )
+    }
+
+    async fn stock(&self) -> Option<i64> {
+        self.conn.clone().get(self.key("A:stock")).await.unwrap()
+    }
+
+    async fn stream_len(&self) -> u64 {
+        self.conn.clone().xlen(self.key("A:stream")).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn accept_replay_reuse_and_already_purchased() {
+    let mut f = fixture(3, 2, -1000, 60_000).await;
+    let GateOutcome::Accepted { order, remaining } = f.buy(1, "k", 1).await else {
+        panic!()
+    };
+    assert_eq!((order.order_id, order.quantity, remaining), (1001, 1, 2));
+    assert_eq!(f.stream_len().await, 1);
+    assert_eq!(f.buy(1, "k", 1).await, GateOutcome::Replay(order));
+    assert_eq!(f.buy(1, "k", 2).await, GateOutcome::KeyReused);
+    assert_eq!(
+        f.buy(1, "other", 1).await,
+        GateOutcome::AlreadyPurchased(order)
+    );
+    // Nothing but the first purchase changed the stock or the stream.
+    assert_eq!((f.stock().await, f.stream_len().await), (Some(2), 1));
+    // The idempotency record has the configured TTL.
+    let ttl: i64 = f.conn.clone().ttl(f.key("A:idem:1:k")).await.unwrap();
+    assert!((1..=60).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn sold_out_leaves_the_stock_as_it_was() {
+    let mut f = fixture(2, 3, -1000, 60_000).await;
+    assert_eq!(
+        f.buy(1, "k", 3).await,
+        GateOutcome::SoldOut { remaining: 2 }
+    );
+    assert_eq!(f.stock().await, Some(2));
+    assert!(matches!(
+        f.buy(2, "k", 2).await,
+        GateOutcome::Accepted { remaining: 0, .. }
+    ));
+    assert_eq!(
+        f.buy(3, "k", 1).await,
+        GateOutcome::SoldOut { remaining: 0 }
+    );
+    // A rejection leaves no idempotency record: the retry is decided afresh.
+    let exists: bool = f.conn.clone().exists(f.key("A:idem:3:k")).await.unwrap();
+    assert!(!exists);
+    assert_eq!(f.stream_len().await, 1);
+}
+
+#[tokio::test]
+async fn quantity_over_the_limit_is_refused_before_any_write() {
+    let mut f = fixture(10, 2, -1000, 60_000).await;
+    assert_eq!(
+        f.buy(1, "k", 3).await,
+        GateOutcome::QuantityOverLimit { limit: 2 }
+    );
+    assert_eq!((f.stock().await, f.stream_len().await), (Some(10), 0));
+}
+
+#[tokio::test]
+async fn window_is_enforced_on_both_ends() {
+    let mut early = fixture(10, 1, 60_000, 120_000).await;
+    assert_eq!(early.buy(1, "k", 1).await, GateOutcome::NotStarted);
+    let mut late = fixture(10, 1, -120_000, -1).await;
+    assert_eq!(late.buy(1, "k", 1).await, GateOutcome::Ended);
+    assert_eq!(late.stock().await, Some(10));
+}
+
+#[tokio::test]
+async fn missing_meta_is_not_found_and_missing_stock_is_not_seeded() {
+    let mut f = fixture(10, 1, -1000, 60_000).await;
+    let _: () = f.conn.clone().del(f.key("A:stock")).await.unwrap();
+    assert_eq!(f.buy(1, "k", 1).await, GateOutcome::NotSeeded);
+    // Never "zero then decrement" into a negative stock.
+    assert_eq!(f.stock().await, None);
+    let _: () = f.conn.clone().del(f.key("A:meta")).await.unwrap();
+    assert_eq!(f.buy(1, "k", 1).await, GateOutcome::NotFound);
+    assert_eq!(f.stream_len().await, 0);
+}
+
+#[tokio::test]
+async fn script_cache_flush_is_transparent() {
+    let mut f = fixture(10, 1, -1000, 60_000).await;
+    assert!(matches!(
+        f.buy(1, "k", 1).await,
+        GateOutcome::Accepted { .. }
+    ));
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut f.conn.clone())
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.buy(2, "k", 1).await,
+        GateOutcome::Accepted { .. }
+    ));
+}
+
+#[tokio::test]
+async fn reseed_keeps_accepted_units_and_refuses_below_them() {
+    let mut f = fixture(5, 1, -1000, 60_000).await;
+    for user in 1..=3 {
+        assert!(matches!(
+            f.buy(user, "k", 1).await,
+            GateOutcome::Accepted { .. }
+        ));
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let spec = |total| SeedSpec {
+        id: f.activity,
+        name: "gate".into(),
+        total_stock: total,
+        starts_ms: now - 1000,
+        ends_ms: now + 60_000,
+        per_user_limit: 1,
+        sold: 0,
+    };
+    assert_eq!(
+        f.gate.seed(&spec(2)).await.unwrap(),
+        SeedOutcome::BelowSold { accepted: 3 }
+    );
+    assert_eq!(f.stock().await, Some(2));
+    assert_eq!(
+        f.gate.seed(&spec(10)).await.unwrap(),
+        SeedOutcome::Seeded { remaining: 7 }
+    );
+    assert_eq!(f.stock().await, Some(7));
+}

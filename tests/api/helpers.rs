@@ -1,0 +1,265 @@
+//! A test application: the real service on a random port, with its own MySQL database and
+//! its own Redis key prefix, so tests run in parallel against the shared servers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use serde_json::{json, Value};
+
+use seckill::auth::mint_token;
+use seckill::configuration::Settings;
+use seckill::domain::UserId;
+use seckill::startup::Application;
+use seckill::store::entity::{activity, order};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const JWT_SECRET: &str = "test-jwt-secret";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub db: DatabaseConnection,
+    pub redis: ConnectionManager,
+    pub prefix: String,
+}
+
+/// Settings of a fresh test: the environment's servers, a new database and key prefix.
+pub fn test_settings() -> Settings {
+    let mut s = Settings::load().expect("settings");
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut url = url::Url::parse(&s.database.url).expect("database url");
+    url.set_path(&format!("/seckill_test_{}", &id[..16]));
+    s.database.url = url.to_string();
+    s.database.max_connections = 8;
+    s.redis.key_prefix = format!("test_{}", &id[..16]);
+    s.server.host = "127.0.0.1".into();
+    s.server.port = 0;
+    s.server.workers = 2;
+    s.auth.jwt_secret = JWT_SECRET.into();
+    s.admin.token = ADMIN_TOKEN.into();
+    s.writer.block_ms = 10;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings();
+    adjust(&mut settings);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("build app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let db = seckill::store::connect(&settings.database)
+        .await
+        .expect("db");
+    let redis = redis::Client::open(settings.redis.url.as_str())
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .expect("redis");
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        prefix: settings.redis.key_prefix.clone(),
+        settings,
+        db,
+        redis,
+    }
+}
+
+/// RFC 3339 time `secs` from now.
+pub fn at(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339()
+}
+
+pub fn token(user: u64) -> String {
+    mint_token(JWT_SECRET, UserId::new(user), 600).unwrap()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn admin_post(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/admin/activities"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates an activity open now for an hour; returns its id.
+    pub async fn create_activity(&self, stock: i64, per_user_limit: i64) -> u64 {
+        self.create_activity_at(stock, per_user_limit, at(-60), at(3600))
+            .await
+    }
+
+    pub async fn create_activity_at(
+        &self,
+        stock: i64,
+        per_user_limit: i64,
+        starts_at: String,
+        ends_at: String,
+    ) -> u64 {
+        let resp = self
+            .admin_post(&json!({
+                "name": "test sale",
+                "stock": stock,
+                "per_user_limit": per_user_limit,
+                "starts_at": starts_at,
+                "ends_at": ends_at,
+            }))
+            .await;
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        body["activity_id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// POST purchase as `user` with `key` and an optional raw body.
+    pub async fn purchase(
+        &self,
+        activity: u64,
+        user: u64,
+        key: &str,
+        body: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/api/v1/activities/{activity}/purchase")))
+            .bearer_auth(token(user))
+            .header("Idempotency-Key", key);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        req.send().await.unwrap()
+    }
+
+    pub async fn admin_stats(&self, activity: u64) -> Value {
+        self.client
+            .get(self.url(&format!("/api/v1/admin/activities/{activity}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the writer has committed every accepted order of the activity.
+    pub async fn wait_drained(&self, activity: u64) -> Value {
+        for _ in 0..300 {
+            let s = self.admin_stats(activity).await;
+            if s["pending"] == 0 && s["accepted"] == s["persisted"] {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("writer did not drain: {}", self.admin_stats(activity).await);
+    }
+
+    pub async fn orders(&self, activity: u64) -> Vec<order::Model> {
+        order::Entity::find()
+            .filter(order::Column::ActivityId.eq(activity))
+            .order_by_asc(order::Column::Id)
+            .all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn activity_row(&self, activity: u64) -> activity::Model {
+        activity::Entity::find_by_id(activity)
+            .one(&self.db)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    pub async fn remaining(&self, activity: u64) -> i64 {
+        let key = format!("{}:{{a:{activity}}}:stock", self.prefix);
+        self.redis.clone().get(key).await.unwrap()
+    }
+
+    /// Everything this test's prefix holds in Redis, plus every row of both tables: two
+    /// calls compare equal when nothing changed.
+    pub async fn state(&self) -> (BTreeMap<String, String>, Vec<String>) {
+        let mut conn = self.redis.clone();
+        let keys: Vec<String> = conn.keys(format!("{}:*", self.prefix)).await.unwrap();
+        let mut redis_state = BTreeMap::new();
+        for key in keys {
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let value = match kind.as_str() {
+                "string" => conn.get::<_, String>(&key).await.unwrap(),
+                "hash" => format!(
+                    "{:?}",
+                    conn.hgetall::<_, BTreeMap<String, String>>(&key)
+                        .await
+                        .unwrap()
+                ),
+                "set" => format!(
+                    "{:?}",
+                    conn.smembers::<_, std::collections::BTreeSet<String>>(&key)
+                        .await
+                        .unwrap()
+                ),
+                "stream" => format!("len {}", conn.xlen::<_, u64>(&key).await.unwrap()),
+                other => other.to_owned(),
+            };
+            redis_state.insert(key, value);
+        }
+        let mut rows: Vec<String> = activity::Entity::find()
+            .all(&self.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| format!("{} {} {} {}", a.id, a.total_stock, a.sold, a.version))
+            .collect();
+        rows.extend(
+            order::Entity::find()
+                .all(&self.db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| format!("{} {} {} {}", o.id, o.user_id, o.quantity, o.status)),
+        );
+        (redis_state, rows)
+    }
+}
+
+/// Status, `code` and the whole body of a problem response.
+pub async fn problem(resp: reqwest::Response) -> (u16, String, Value) {
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(ct, "application/problem+json", "status {status}: {body}");
+    (
+        status,
+        body["code"].as_str().unwrap_or_default().to_owned(),
+        body,
+    )
+}

@@ -1,0 +1,52 @@
+//! Health, readiness, metrics, OpenAPI and unknown routes.
+
+use serde_json::Value;
+
+use crate::helpers::{problem, spawn_app};
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi() {
+    let app = spawn_app().await;
+    let get = |p: &str| app.client.get(app.url(p)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let ready: Value = get("/readyz").await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+
+    let activity = app.create_activity(1, 1).await;
+    assert_eq!(app.purchase(activity, 1, "k", None).await.status(), 201);
+    assert_eq!(app.purchase(activity, 2, "k", None).await.status(), 409);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"seckill_purchase_total{outcome="accepted"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"seckill_purchase_total{outcome="sold_out"}"#));
+    assert!(metrics.contains("seckill_stock_remaining"));
+
+    let api: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    assert!(api["paths"]["/api/v1/activities/{activity_id}/purchase"]["post"].is_object());
+    assert!(api["paths"]["/api/v1/admin/activities"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problem_documents() {
+    let app = spawn_app().await;
+    let resp = app.client.get(app.url("/nope")).send().await.unwrap();
+    let (status, code, _) = problem(resp).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn startup_names_an_unreachable_database() {
+    // Port 1 on loopback: nothing listens there.
+    let result = seckill::startup::Application::build({
+        let mut s = crate::helpers::test_settings();
+        s.database.url = "mysql://root@127.0.0.1:1/seckill_test_nothing".into();
+        s
+    })
+    .await;
+    let err = result
+        .err()
+        .expect("no MySQL: the service refuses to start");
+    assert!(format!("{err:#}").contains("mysql"), "{err:#}");
+}

@@ -1,0 +1,239 @@
+//! The order writer: re-delivery, duplicates inside a batch, poison entries, reclaiming the
+//! entries of a dead consumer.
+
+use std::time::Duration;
+
+use redis::streams::StreamRangeReply;
+use redis::AsyncCommands;
+use serde_json::json;
+
+use seckill::domain::ActivityId;
+use seckill::writer::{persist_batch, BatchOutcome, OrderIntent};
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+
+fn stream_key(app: &TestApp, activity: u64) -> String {
+    format!("{}:{{a:{activity}}}:stream", app.prefix)
+}
+
+async fn entries(app: &TestApp, activity: u64) -> Vec<OrderIntent> {
+    let reply: StreamRangeReply = app
+        .redis
+        .clone()
+        .xrange_all(stream_key(app, activity))
+        .await
+        .unwrap();
+    reply
+        .ids
+        .iter()
+        .map(|e| OrderIntent::parse(e).unwrap())
+        .collect()
+}
+
+fn intent(order_id: u64, user_id: u64) -> OrderIntent {
+    OrderIntent {
+        entry_id: format!("0-{order_id}"),
+        order_id,
+        user_id,
+        quantity: 1,
+        idempotency_key: "k".into(),
+        created_ms: chrono::Utc::now().timestamp_millis(),
+    }
+}
+
+#[tokio::test]
+async fn the_same_batch_twice_inserts_once_and_counts_sold_once() {
+    let app = spawn_app_with(|s| s.writer.enabled = false).await;
+    let activity = app.create_activity(10, 1).await;
+    for user in 1..=3 {
+        assert_eq!(app.purchase(activity, user, "k", None).await.status(), 201);
+    }
+    let batch = entries(&app, activity).await;
+    let id = ActivityId::new(activity);
+    let first = persist_batch(&app.db, id, &batch).await.unwrap();
+    assert_eq!(
+        first,
+        BatchOutcome {
+            created: 3,
+            rejected: 0,
+            duplicates: 0
+        }
+    );
+    let again = persist_batch(&app.db, id, &batch).await.unwrap();
+    assert_eq!(
+        again,
+        BatchOutcome {
+            created: 0,
+            rejected: 0,
+            duplicates: 3
+        }
+    );
+    assert_eq!(app.orders(activity).await.len(), 3);
+    assert_eq!(app.activity_row(activity).await.sold, 3);
+}
+
+#[tokio::test]
+async fn a_duplicate_user_in_a_batch_does_not_stop_the_rest() {
+    let app = spawn_app_with(|s| s.writer.enabled = false).await;
+    let activity = app.create_activity(10, 1).await;
+    let id = ActivityId::new(activity);
+    persist_batch(&app.db, id, &[intent(1, 100)]).await.unwrap();
+    // User 100 again with another order id (stored already), user 101 twice in the batch.
+    let batch = [
+        intent(2, 100),
+        intent(3, 101),
+        intent(4, 101),
+        intent(5, 102),
+    ];
+    let outcome = persist_batch(&app.db, id, &batch).await.unwrap();
+    assert_eq!(
+        outcome,
+        BatchOutcome {
+            created: 2,
+            rejected: 0,
+            duplicates: 2
+        }
+    );
+    let rows = app.orders(activity).await;
+    let ids: Vec<(u64, u64)> = rows.iter().map(|r| (r.id, r.user_id)).collect();
+    assert_eq!(ids, vec![(1, 100), (3, 101), (5, 102)]);
+    assert_eq!(app.activity_row(activity).await.sold, 3);
+}
+
+#[tokio::test]
+async fn more_than_the_stock_is_stored_as_rejected_not_sold() {
+    let app = spawn_app_with(|s| s.writer.enabled = false).await;
+    let activity = app.create_activity(2, 1).await;
+    let id = ActivityId::new(activity);
+    let outcome = persist_batch(&app.db, id, &[intent(1, 1), intent(2, 2), intent(3, 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        BatchOutcome {
+            created: 2,
+            rejected: 1,
+            duplicates: 0
+        }
+    );
+    let statuses: Vec<String> = app
+        .orders(activity)
+        .await
+        .into_iter()
+        .map(|o| o.status)
+        .collect();
+    assert_eq!(statuses, ["created", "created", "rejected"]);
+    assert_eq!(app.activity_row(activity).await.sold, 2);
+}
+
+#[tokio::test]
+async fn a_redelivered_entry_inserts_nothing_and_is_acked() {
+    let app = spawn_app().await;
+    let activity = app.create_activity(10, 1).await;
+    assert_eq!(app.purchase(activity, 1, "k", None).await.status(), 201);
+    app.wait_drained(activity).await;
+    // The same intent appended again, as a re-delivery would present it.
+    let original = entries(&app, activity).await.remove(0);
+    let fields = [
+        ("o", original.order_id.to_string()),
+        ("u", original.user_id.to_string()),
+        ("q", original.quantity.to_string()),
+        ("k", original.idempotency_key.clone()),
+        ("t", original.created_ms.to_string()),
+    ];
+    let _: String = app
+        .redis
+        .clone()
+        .xadd(stream_key(&app, activity), "*", &fields)
+        .await
+        .unwrap();
+    wait_pending_zero(&app, activity).await;
+    assert_eq!(app.orders(activity).await.len(), 1);
+    assert_eq!(app.activity_row(activity).await.sold, 1);
+}
+
+#[tokio::test]
+async fn a_poison_entry_is_dead_lettered_and_does_not_block_the_others() {
+    let app = spawn_app().await;
+    let activity = app.create_activity(10, 1).await;
+    let _: String = app
+        .redis
+        .clone()
+        .xadd(stream_key(&app, activity), "*", &[("o", "not-a-number")])
+        .await
+        .unwrap();
+    assert_eq!(app.purchase(activity, 1, "k", None).await.status(), 201);
+    wait_pending_zero(&app, activity).await;
+    let stats = app.wait_drained(activity).await;
+    assert_eq!(stats["dead_letters"], 1);
+    assert_eq!(app.orders(activity).await.len(), 1);
+    let dead: StreamRangeReply = app
+        .redis
+        .clone()
+        .xrange_all(format!("{}:{{a:{activity}}}:dead", app.prefix))
+        .await
+        .unwrap();
+    let reason: String = dead.ids[0].get("reason").unwrap();
+    assert!(reason.contains("missing or malformed"), "{reason}");
+}
+
+/// A consumer read entries, committed them, and died before acking: a live writer reclaims
+/// them after `claim_idle_ms`, inserts nothing new, and acks them.
+#[tokio::test]
+async fn entries_of_a_consumer_that_died_after_commit_are_reclaimed() {
+    let app = spawn_app_with(|s| {
+        s.writer.enabled = false;
+    })
+    .await;
+    let activity = app.create_activity(10, 1).await;
+    for user in 1..=3 {
+        assert_eq!(app.purchase(activity, user, "k", None).await.status(), 201);
+    }
+    // The doomed consumer: read, commit, no ack.
+    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("writers")
+        .arg("doomed")
+        .arg("COUNT")
+        .arg(10)
+        .arg("STREAMS")
+        .arg(stream_key(&app, activity))
+        .arg(">")
+        .query_async(&mut app.redis.clone())
+        .await
+        .unwrap();
+    let batch: Vec<OrderIntent> = read.keys[0]
+        .ids
+        .iter()
+        .map(|e| OrderIntent::parse(e).unwrap())
+        .collect();
+    assert_eq!(batch.len(), 3);
+    persist_batch(&app.db, ActivityId::new(activity), &batch)
+        .await
+        .unwrap();
+    assert_eq!(app.admin_stats(activity).await["pending"], 3);
+
+    // A live writer with a short idle threshold, on the same key prefix and database.
+    let mut settings = app.settings.clone();
+    settings.writer.claim_idle_ms = 200;
+    let resources = seckill::startup::Resources::connect(settings)
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let writer = resources.spawn_writer(stop.clone()).await.unwrap();
+    wait_pending_zero(&app, activity).await;
+    stop.cancel();
+    writer.await.unwrap();
+    assert_eq!(app.orders(activity).await.len(), 3);
+    assert_eq!(app.activity_row(activity).await.sold, 3);
+}
+
+async fn wait_pending_zero(app: &TestApp, activity: u64) {
+    for _ in 0..200 {
+        if app.admin_stats(activity).await["pending"] == json!(0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("entries still pending: {}", app.admin_stats(activity).await);
+}
