@@ -232,6 +232,21 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_with_double_underscores() {
+        // The only test of this binary that reads the environment.
+        std::env::set_var("SECKILL__REDIS__KEY_PREFIX", "shop_1");
+        std::env::set_var("SECKILL__SERVER__PORT", "9999");
+        std::env::set_var("SECKILL__AUTH__TRUST_USER_HEADER", "true");
+        let s = Settings::load().unwrap();
+        std::env::remove_var("SECKILL__REDIS__KEY_PREFIX");
+        std::env::remove_var("SECKILL__SERVER__PORT");
+        std::env::remove_var("SECKILL__AUTH__TRUST_USER_HEADER");
+        assert_eq!(s.redis.key_prefix, "shop_1");
+        assert_eq!(s.server.port, 9999);
+        assert!(s.auth.trust_user_header);
+    }
+
+    #[test]
     fn instance_id_must_fit_ten_bits() {
         let mut s = dev();
         s.ids.instance_id = 1024;

@@ -48,6 +48,7 @@ struct Source {
 
 /// The writer of one process.
 pub struct Writer {
+    client: redis::Client,
     conn: MultiplexedConnection,
     db: DatabaseConnection,
     keys: KeySpace,
@@ -68,18 +69,14 @@ impl Writer {
         keys: KeySpace,
         settings: WriterSettings,
     ) -> Result<Self, redis::RedisError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(Duration::from_secs(5)));
-        let conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let conn = connect(client).await?;
         let consumer = format!(
             "writer-{}-{}",
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
         Ok(Self {
+            client: client.clone(),
             conn,
             db,
             keys,
@@ -109,6 +106,16 @@ impl Writer {
                     metrics::counter!("seckill_writer_errors_total").increment(1);
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "writer batch failed");
                     self.reread_own = true;
+                    if e.downcast_ref::<redis::RedisError>().is_some() {
+                        // A multiplexed connection does not come back by itself once its
+                        // socket is gone: open a new one (a failure here is retried).
+                        match connect(&self.client).await {
+                            Ok(conn) => self.conn = conn,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "writer cannot reconnect to redis")
+                            }
+                        }
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(delay) => {}
@@ -310,6 +317,16 @@ impl Writer {
             .query_async(&mut self.conn)
             .await
     }
+}
+
+/// The writer's own connection: no response timeout, since `XREADGROUP … BLOCK` waits.
+async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(None)
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 /// Creates the consumer group at the start of the stream unless it exists.

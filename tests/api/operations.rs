@@ -50,3 +50,18 @@ async fn startup_names_an_unreachable_database() {
         .expect("no MySQL: the service refuses to start");
     assert!(format!("{err:#}").contains("mysql"), "{err:#}");
 }
+
+#[tokio::test]
+async fn a_second_process_with_the_same_instance_id_refuses_to_start() {
+    let app = spawn_app().await;
+    let mut same = app.settings.clone();
+    same.server.port = 0;
+    let err = seckill::startup::Application::build(same)
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("already held"), "{err:#}");
+    let mut other = app.settings.clone();
+    other.ids.instance_id = 1;
+    assert!(seckill::startup::Application::build(other).await.is_ok());
+}

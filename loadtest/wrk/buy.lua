@@ -1,0 +1,33 @@
+-- wrk script: every request is a purchase by a distinct buyer (token from a file), with a
+-- fresh idempotency key. Usage: wrk -s buy.lua <url> -- <tokens-file> <activity-id>
+local tokens, path = {}, nil
+local thread_id, n, stride = 0, 0, 1
+
+function setup(thread)
+  thread:set("tid", setup_count or 0)
+  setup_count = (setup_count or 0) + 1
+end
+
+function init(args)
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  path = "/api/v1/activities/" .. args[2] .. "/purchase"
+  thread_id = tonumber(tid) or 0
+  stride = 16
+end
+
+function request()
+  -- Thread t takes buyers t, t+16, t+32, …: distinct across threads.
+  local i = (n * stride + thread_id) % #tokens + 1
+  n = n + 1
+  return wrk.format("POST", path, {
+    ["Authorization"] = "Bearer " .. tokens[i],
+    ["Idempotency-Key"] = "k" .. i,
+  })
+end
+
+-- No response() callback: it would make wrk parse every reply in Lua; the service's
+-- /metrics counts outcomes instead.
+function done(summary, latency, requests)
+  io.write(string.format("p50_ms=%.2f p99_ms=%.2f\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
