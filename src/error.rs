@@ -96,10 +96,31 @@ impl From<redis::RedisError> for ApiError {
     }
 }
 
+/// MySQL failures: a connection problem is `503` (retry later); anything else is a bug or
+/// a schema mismatch, `500`.
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
-        tracing::warn!(error = %e, "database error");
-        Self::Unavailable("database unreachable".into())
+        if is_connection_error(&e) {
+            tracing::warn!(error = %e, "database unreachable");
+            Self::Unavailable("database unreachable".into())
+        } else {
+            Self::Internal(e.into())
+        }
+    }
+}
+
+/// Whether a MySQL error means "the server could not be reached" (retry later) rather than
+/// "the statement failed".
+pub fn is_connection_error(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
+            **e,
+            Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
+        ),
+        _ => false,
     }
 }
 

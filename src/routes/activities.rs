@@ -8,7 +8,7 @@ use super::views::{from_ms, ActivityView};
 use crate::domain::ActivityId;
 use crate::error::ApiError;
 use crate::gate::Gate;
-use crate::store::entity::activity;
+use crate::store::entity::{activity, utc};
 
 /// Public view of an activity.
 #[utoipa::path(
@@ -40,8 +40,8 @@ pub async fn get_activity(
             ActivityView {
                 activity_id: id.get(),
                 name: row.name,
-                starts_at: row.starts_at,
-                ends_at: row.ends_at,
+                starts_at: utc(row.starts_at),
+                ends_at: utc(row.ends_at),
                 per_user_limit: row.per_user_limit.into(),
                 remaining_stock: row.total_stock - row.sold,
             }

@@ -19,7 +19,7 @@ use crate::domain::{ActivityId, NewActivity, NewActivityRequest, StockRequest};
 use crate::error::ApiError;
 use crate::gate::{Gate, SeedOutcome, SeedSpec};
 use crate::ids::IdGenerator;
-use crate::store::entity::{activity, order};
+use crate::store::entity::{activity, naive, order, utc};
 
 /// Create an activity and seed its stock.
 #[utoipa::path(
@@ -53,11 +53,11 @@ pub async fn create_activity(
         total_stock: Set(new.stock),
         sold: Set(0),
         per_user_limit: Set(new.per_user_limit as i32),
-        starts_at: Set(new.starts_at),
-        ends_at: Set(new.ends_at),
+        starts_at: Set(naive(new.starts_at)),
+        ends_at: Set(naive(new.ends_at)),
         version: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
+        created_at: Set(naive(now)),
+        updated_at: Set(naive(now)),
     }
     .insert(db.get_ref())
     .await?;
@@ -177,8 +177,8 @@ fn seed_spec(row: &activity::Model, total_stock: i64) -> SeedSpec {
         id: ActivityId::new(row.id),
         name: row.name.clone(),
         total_stock,
-        starts_ms: row.starts_at.timestamp_millis(),
-        ends_ms: row.ends_at.timestamp_millis(),
+        starts_ms: utc(row.starts_at).timestamp_millis(),
+        ends_ms: utc(row.ends_at).timestamp_millis(),
         per_user_limit: row.per_user_limit.into(),
         sold: row.sold,
     }
@@ -199,8 +199,8 @@ async fn admin_view(
     Ok(AdminActivityView {
         activity_id: row.id,
         name: row.name,
-        starts_at: row.starts_at,
-        ends_at: row.ends_at,
+        starts_at: utc(row.starts_at),
+        ends_at: utc(row.ends_at),
         per_user_limit: row.per_user_limit.into(),
         total_stock: row.total_stock,
         remaining_stock: snapshot.as_ref().and_then(|s| s.remaining_stock),

@@ -9,7 +9,7 @@ use crate::auth::Buyer;
 use crate::domain::{parse_decimal_u64, ActivityId, UserId};
 use crate::error::ApiError;
 use crate::gate::{Gate, OrderRecord};
-use crate::store::entity::order;
+use crate::store::entity::{order, utc};
 
 /// The caller's own order. Another user's order answers 404, never 403.
 #[utoipa::path(
@@ -83,7 +83,7 @@ fn stored(row: order::Model) -> OrderView {
         user_id: row.user_id,
         quantity: row.quantity.max(0) as u32,
         status: row.status,
-        created_at: Some(row.created_at),
+        created_at: Some(utc(row.created_at)),
     }
 }
 

@@ -30,7 +30,7 @@ use sea_orm::{
 
 use super::intent::OrderIntent;
 use crate::domain::ActivityId;
-use crate::store::entity::{activity, order};
+use crate::store::entity::{activity, naive, order};
 
 /// What one committed batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +116,8 @@ pub async fn persist_batch(
             status: Set(status.to_owned()),
             idempotency_key: Set(intent.idempotency_key.clone()),
             version: Set(0),
-            created_at: Set(created_at),
-            updated_at: Set(Utc::now()),
+            created_at: Set(naive(created_at)),
+            updated_at: Set(naive(Utc::now())),
         });
     }
 

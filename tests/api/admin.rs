@@ -11,7 +11,7 @@ async fn create_returns_the_activity_with_string_ids_and_seeds_redis() {
     let resp = app
         .admin_post(&json!({
             "name": "  Phone  ", "stock": 10, "per_user_limit": 2,
-            "starts_at": "2026-01-01T08:00:00+08:00", "ends_at": "2036-01-01T00:00:00Z"
+            "starts_at": "2026-01-01T08:00:00+08:00", "ends_at": "2099-12-31T23:59:59.999Z"
         }))
         .await;
     assert_eq!(resp.status(), 201);
@@ -21,6 +21,8 @@ async fn create_returns_the_activity_with_string_ids_and_seeds_redis() {
     assert_eq!(location, format!("/api/v1/admin/activities/{id}"));
     assert_eq!(body["name"], "Phone");
     assert_eq!(body["starts_at"], "2026-01-01T00:00:00Z");
+    // Past 2038: stored as DATETIME, not TIMESTAMP.
+    assert_eq!(body["ends_at"], "2099-12-31T23:59:59.999Z");
     assert_eq!(
         (body["total_stock"].clone(), body["remaining_stock"].clone()),
         (json!(10), json!(10))

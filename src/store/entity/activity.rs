@@ -9,11 +9,11 @@ pub struct Model {
     pub total_stock: i64,
     pub sold: i64,
     pub per_user_limit: i32,
-    pub starts_at: DateTimeUtc,
-    pub ends_at: DateTimeUtc,
+    pub starts_at: DateTime,
+    pub ends_at: DateTime,
     pub version: i32,
-    pub created_at: DateTimeUtc,
-    pub updated_at: DateTimeUtc,
+    pub created_at: DateTime,
+    pub updated_at: DateTime,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
