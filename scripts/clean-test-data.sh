@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
-# Drops the databases and Redis keys that earlier test runs left behind.
+# Drops the databases (seckill_test_<secs>_<rand>) and Redis keys (test_<secs>_<rand>:…)
+# that test runs left behind, once they are over an hour old: a run going on at the same
+# time keeps its data.
 set -euo pipefail
+cutoff=$(( $(date +%s) - 3600 ))
+old() { # name → true if its embedded timestamp is before the cutoff
+  local secs
+  secs=$(sed -E 's/^(seckill_)?test_([0-9]+)_.*/\2/' <<<"$1")
+  [[ "$secs" =~ ^[0-9]+$ ]] && (( secs < cutoff ))
+}
 client=$(command -v mariadb || command -v mysql || true)
 if [ -n "$client" ]; then
-  dbs=$("$client" -h 127.0.0.1 -u root -N -e "SHOW DATABASES LIKE 'seckill\\_test\\_%'" 2>/dev/null || true)
-  for db in $dbs; do "$client" -h 127.0.0.1 -u root -e "DROP DATABASE \`$db\`"; done
-  [ -n "$dbs" ] && echo "clean: dropped $(echo "$dbs" | wc -l) test databases"
+  dropped=0
+  for db in $("$client" -h 127.0.0.1 -u root -N -e "SHOW DATABASES LIKE 'seckill\\_test\\_%'" 2>/dev/null || true); do
+    if old "$db"; then "$client" -h 127.0.0.1 -u root -e "DROP DATABASE \`$db\`"; dropped=$((dropped + 1)); fi
+  done
+  [ "$dropped" -gt 0 ] && echo "clean: dropped $dropped old test databases"
 fi
 if command -v redis-cli >/dev/null; then
-  redis-cli --scan --pattern 'test_*' | xargs -r -n 500 redis-cli del >/dev/null
+  redis-cli --scan --pattern 'test_*' | while read -r key; do
+    old "$key" && echo "$key"
+  done | xargs -r -n 500 redis-cli del >/dev/null
 fi
 true

@@ -54,7 +54,7 @@ stat() { # activity field
 }
 bench() { # name url [lua args…]
   local name=$1 url=$2; shift 2
-  wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url" > "$out/wrk-$name.txt"
+  wrk -t1 -c"$conns" -d"${secs}s" --latency "$url" "$@" > "$out/wrk-$name.txt"
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' "$out/wrk-$name.txt")
   p50=$(awk '$1=="50%" {print $2}' "$out/wrk-$name.txt")

@@ -9,7 +9,7 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter,
+    PaginatorTrait, QueryFilter, TransactionTrait,
 };
 
 use super::body::{json_body, ADMIN_BODY_LIMIT};
@@ -65,7 +65,7 @@ pub async fn create_activity(
     // writer cannot store. If the seed fails, the row exists but is not sellable until a
     // `PUT …/stock` seeds it.
     gate.seed(&seed_spec(&row, row.total_stock)).await?;
-    let view = admin_view(&gate, &db, row).await?;
+    let view = admin_view(&gate, &db, ActivityId::new(id)).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/admin/activities/{id}")))
         .json(view))
@@ -112,8 +112,7 @@ pub async fn set_stock(
         seed_or_conflict(&gate, &seed_spec(&row, stock)).await?;
         update_total(&db, id, stock).await?;
     }
-    let row = find(&db, id).await?;
-    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, row).await?))
+    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, id).await?))
 }
 
 /// Figures of one activity: Redis (remaining, accepted), MySQL (persisted, sold), stream.
@@ -135,8 +134,7 @@ pub async fn get_activity_stats(
     db: web::Data<DatabaseConnection>,
 ) -> Result<HttpResponse, ApiError> {
     let id = ActivityId::parse(&path).ok_or(ApiError::ActivityNotFound)?;
-    let row = find(&db, id).await?;
-    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, row).await?))
+    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, id).await?))
 }
 
 async fn find(db: &DatabaseConnection, id: ActivityId) -> Result<activity::Model, ApiError> {
@@ -187,15 +185,24 @@ fn seed_spec(row: &activity::Model, total_stock: i64) -> SeedSpec {
 async fn admin_view(
     gate: &Gate,
     db: &DatabaseConnection,
-    row: activity::Model,
+    id: ActivityId,
 ) -> Result<AdminActivityView, ApiError> {
-    let id = ActivityId::new(row.id);
+    // Redis first, then MySQL: an order can only move from "accepted" to "persisted", so
+    // reading in this order never shows more persisted than accepted.
     let snapshot = gate.snapshot(id).await?;
     let backlog = gate.backlog(id).await?;
+    // `sold` and the row count from one snapshot (InnoDB repeatable read), so that a batch
+    // committing in between cannot show one without the other.
+    let txn = db.begin().await?;
+    let row = activity::Entity::find_by_id(id.get())
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::ActivityNotFound)?;
     let persisted = order::Entity::find()
         .filter(order::Column::ActivityId.eq(row.id))
-        .count(db)
+        .count(&txn)
         .await?;
+    txn.commit().await?;
     Ok(AdminActivityView {
         activity_id: row.id,
         name: row.name,

@@ -20,8 +20,17 @@ struct Answer {
     order_id: Option<String>,
 }
 
+/// One purchase attempt, retried with the same key on `503` like a well-behaved client (the
+/// retry is answered from the idempotency record if the first try was accepted after all).
 async fn attempt(app: Arc<TestApp>, activity: u64, user: u64, key: &'static str) -> Answer {
-    let resp = app.purchase(activity, user, key, None).await;
+    let mut resp = app.purchase(activity, user, key, None).await;
+    for _ in 0..5 {
+        if resp.status() != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        resp = app.purchase(activity, user, key, None).await;
+    }
     let status = resp.status().as_u16();
     let replayed = resp
         .headers()

@@ -30,12 +30,18 @@ pub struct TestApp {
 /// Settings of a fresh test: the environment's servers, a new database and key prefix.
 pub fn test_settings() -> Settings {
     let mut s = Settings::load().expect("settings");
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    // `<unix seconds>_<random>`: scripts/clean-test-data.sh drops only what is over an hour
+    // old, so a run never wipes the data of another run going on at the same time.
+    let id = format!(
+        "{}_{}",
+        chrono::Utc::now().timestamp(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let mut url = url::Url::parse(&s.database.url).expect("database url");
-    url.set_path(&format!("/seckill_test_{}", &id[..16]));
+    url.set_path(&format!("/seckill_test_{id}"));
     s.database.url = url.to_string();
     s.database.max_connections = 8;
-    s.redis.key_prefix = format!("test_{}", &id[..16]);
+    s.redis.key_prefix = format!("test_{id}");
     s.server.host = "127.0.0.1".into();
     s.server.port = 0;
     s.server.workers = 2;
