@@ -6,7 +6,7 @@ use base64::Engine;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-use crate::helpers::{problem, spawn_app, token, TestApp, ADMIN_TOKEN, JWT_SECRET};
+use crate::helpers::{spawn_app, token, TestApp, ADMIN_TOKEN, JWT_SECRET};
 
 fn jwt(alg: Algorithm, secret: &str, claims: Value) -> String {
     encode(
@@ -75,7 +75,10 @@ impl Case {
     }
 }
 
+/// Runs every case and reports every mismatch at once (a failing case does not hide the
+/// ones after it).
 async fn check(app: &TestApp, cases: Vec<Case>) {
+    let mut failures = Vec::new();
     for case in cases {
         let before = app.state().await;
         let mut req = app.client.request(case.method.clone(), app.url(&case.path));
@@ -88,21 +91,34 @@ async fn check(app: &TestApp, cases: Vec<Case>) {
         if let Some(b) = case.body.clone() {
             req = req.header("content-type", "application/json").body(b);
         }
-        eprintln!("case: {}", case.name);
-        let (status, code, body) = problem(req.send().await.unwrap()).await;
-        assert_eq!(
-            (status, code.as_str()),
-            (case.status, case.code),
-            "{}: {body}",
-            case.name
-        );
-        assert!(
-            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
-            "{}",
-            case.name
-        );
-        assert_eq!(app.state().await, before, "{} changed state", case.name);
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let content_type = resp.headers().get("content-type").cloned();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if (status, body["code"].as_str()) != (case.status, Some(case.code)) {
+            failures.push(format!(
+                "{}: expected {} {}, got {status} {body}",
+                case.name, case.status, case.code
+            ));
+        } else if content_type.as_ref().and_then(|v| v.to_str().ok())
+            != Some("application/problem+json")
+            || !body["detail"].as_str().is_some_and(|d| !d.is_empty())
+        {
+            failures.push(format!(
+                "{}: not a problem document: {content_type:?} {body}",
+                case.name
+            ));
+        }
+        if app.state().await != before {
+            failures.push(format!("{}: changed state", case.name));
+        }
     }
+    assert!(
+        failures.is_empty(),
+        "{} failing cases:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
