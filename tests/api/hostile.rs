@@ -102,7 +102,7 @@ async fn check(app: &TestApp, cases: Vec<Case>) {
             ));
         } else if content_type.as_ref().and_then(|v| v.to_str().ok())
             != Some("application/problem+json")
-            || !body["detail"].as_str().is_some_and(|d| !d.is_empty())
+            || body["detail"].as_str().is_none_or(|d| d.is_empty())
         {
             failures.push(format!(
                 "{}: not a problem document: {content_type:?} {body}",
