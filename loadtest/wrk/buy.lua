@@ -1,5 +1,5 @@
 -- wrk script: every request is a purchase by a distinct buyer (token from a file), with a
--- fresh idempotency key. Usage: wrk -s buy.lua <url> -- <tokens-file> <activity-id>
+-- fresh idempotency key. Usage: wrk -tT -s buy.lua <url> -- <tokens-file> <activity-id> <T>
 local tokens, path = {}, nil
 local thread_id, n, stride = 0, 0, 1
 
@@ -12,11 +12,11 @@ function init(args)
   for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
   path = "/api/v1/activities/" .. args[2] .. "/purchase"
   thread_id = tonumber(tid) or 0
-  stride = 16
+  stride = tonumber(args[3]) or 1
 end
 
 function request()
-  -- Thread t takes buyers t, t+16, t+32, …: distinct across threads.
+  -- Thread t of T takes buyers t, t+T, t+2T, …: distinct across threads.
   local i = (n * stride + thread_id) % #tokens + 1
   n = n + 1
   return wrk.format("POST", path, {

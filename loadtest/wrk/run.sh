@@ -65,11 +65,11 @@ bench() { # name url [lua args…]
 
 start_service false nowriter
 buy=$(create 100000000)
-bench buy "$base" -s loadtest/wrk/buy.lua -- "$out/tokens.txt" "$buy"
+bench buy "$base" -s loadtest/wrk/buy.lua -- "$out/tokens.txt" "$buy" 1
 accepted=$(stat "$buy" accepted)
 sold_out=$(create 1)
 curl -s -X POST $base/api/v1/activities/$sold_out/purchase -H "Authorization: Bearer $(sed -n 1p "$out/tokens.txt")" -H 'Idempotency-Key: first' >/dev/null
-bench soldout "$base" -s loadtest/wrk/buy.lua -- "$out/tokens.txt" "$sold_out"
+bench soldout "$base" -s loadtest/wrk/buy.lua -- "$out/tokens.txt" "$sold_out" 1
 bench healthz "$base/healthz"
 curl -s $base/metrics | grep '^seckill_purchase_total' > "$out/metrics.txt"
 
@@ -99,7 +99,7 @@ drain=$(python3 -c "print(round($persisted / ($t1 - $t0)))")
   cat "$out/metrics.txt"
   echo '```'
 } > "$out/summary.md"
-rm -f "$out/tokens.txt" "$out/table.md"
+rm -f "$out/tokens.txt" "$out/table.md" "$out/metrics.txt" "$out"/*.log
 cat "$out/summary.md"
 mysql_client=$(command -v mariadb || command -v mysql || true)
 [ -n "$mysql_client" ] && "$mysql_client" -h 127.0.0.1 -u root -e "DROP DATABASE seckill_load_$run_id" || true
