@@ -1,15 +1,13 @@
 //! Domain types that parse request input once, so that the rest of the code can rely on
 //! them being valid (a `Quantity` is never 0, an `ActivityId` is never "abc").
 
-mod activity_id;
+mod ids;
 mod new_activity;
 mod quantity;
-mod user_id;
 
-pub use activity_id::ActivityId;
+pub use ids::{ActivityId, UserId};
 pub use new_activity::{parse_stock, NewActivity, NewActivityRequest, StockRequest};
 pub use quantity::Quantity;
-pub use user_id::UserId;
 
 /// An id that may arrive in JSON as a number or as a string of decimal digits, and is
 /// always written back as a string (JavaScript loses precision above 2^53).
