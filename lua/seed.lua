@@ -4,6 +4,7 @@
 -- KEYS[1] meta   KEYS[2] stock   KEYS[3] stream (all under the activity's hash tag)
 -- ARGV[1] name   ARGV[2] total stock   ARGV[3] starts_ms   ARGV[4] ends_ms
 -- ARGV[5] per-user limit   ARGV[6] units sold according to MySQL   ARGV[7] writer group
+-- ARGV[8] invalidation channel   ARGV[9] activity id
 --
 -- Returns {'ok', remaining} or {'below_sold', accepted}.
 
@@ -39,4 +40,8 @@ if not ok and not string.find(tostring(err), 'BUSYGROUP', 1, true) then
   return redis.error_reply(tostring(err))
 end
 
+-- Tell every service instance to drop its local sold-out view of this activity: it may be
+-- sellable again, so its set of buyers is no longer final (see src/gate/sold_out.rs).
+-- Published from inside the script, so the message precedes any purchase that follows.
+redis.call('PUBLISH', ARGV[8], ARGV[9])
 return {'ok', tostring(total - accepted)}

@@ -112,6 +112,11 @@ impl Application {
         } else {
             None
         };
+        tokio::spawn(resources.gate.sold_out_cache().run_invalidator(
+            resources.redis.clone(),
+            resources.gate.keys().seeded_channel(),
+            shutdown.clone(),
+        ));
         let server = run_server(listener, &resources)?;
         tracing::info!(port, writer = settings.writer.enabled, "seckill listening");
         Ok(Self {

@@ -33,6 +33,11 @@ impl KeySpace {
         format!("{}:activities", self.prefix)
     }
 
+    /// Pub/sub channel on which the seed script announces a re-seeded activity id.
+    pub fn seeded_channel(&self) -> String {
+        format!("{}:seeded", self.prefix)
+    }
+
     /// Lease on a snowflake instance id, held by one live process.
     pub fn instance_lease(&self, instance: u16) -> String {
         format!("{}:instance:{instance}", self.prefix)

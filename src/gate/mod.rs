@@ -14,11 +14,15 @@ mod keys;
 mod lookup;
 mod record;
 mod seed;
+mod sold_out;
 
 pub use keys::{ActivityKeys, KeySpace, WRITER_GROUP};
 pub use lookup::{stream_backlog, ActivitySnapshot, StreamBacklog};
 pub use record::OrderRecord;
 pub use seed::{SeedOutcome, SeedSpec};
+pub use sold_out::SoldOutCache;
+
+use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
 use redis::Script;
@@ -136,6 +140,7 @@ pub struct Gate {
     purchase: Script,
     seed: Script,
     idempotency_ttl_secs: u64,
+    sold_out: Arc<SoldOutCache>,
 }
 
 impl Gate {
@@ -146,7 +151,14 @@ impl Gate {
             purchase: Script::new(include_str!("../../lua/purchase.lua")),
             seed: Script::new(include_str!("../../lua/seed.lua")),
             idempotency_ttl_secs,
+            sold_out: SoldOutCache::new(),
         }
+    }
+
+    /// The local sold-out views; [`SoldOutCache::run_invalidator`] must run for them to be
+    /// used.
+    pub fn sold_out_cache(&self) -> Arc<SoldOutCache> {
+        self.sold_out.clone()
     }
 
     pub fn keys(&self) -> &KeySpace {
@@ -158,11 +170,19 @@ impl Gate {
         self.conn.clone()
     }
 
-    /// Runs `lua/purchase.lua` for one attempt: one round trip.
+    /// Decides one attempt: from the local sold-out view when that is exact (no round trip),
+    /// else by running `lua/purchase.lua` (one round trip).
     pub async fn purchase(
         &self,
         attempt: &PurchaseAttempt<'_>,
     ) -> Result<GateOutcome, redis::RedisError> {
+        if let Some(outcome) =
+            self.sold_out
+                .decide(attempt.activity, attempt.user, attempt.quantity)
+        {
+            metrics::counter!("seckill_gate_local_answers_total").increment(1);
+            return Ok(outcome);
+        }
         let k = self.keys.activity(attempt.activity);
         let reply: Vec<String> = self
             .purchase
@@ -179,7 +199,12 @@ impl Gate {
             .arg(attempt.key.as_str())
             .invoke_async(&mut self.conn.clone())
             .await?;
-        GateOutcome::parse(reply)
+        let outcome = GateOutcome::parse(reply)?;
+        if matches!(outcome, GateOutcome::SoldOut { remaining } if remaining <= 0) {
+            self.sold_out
+                .load_in_background(self.conn.clone(), attempt.activity, k);
+        }
+        Ok(outcome)
     }
 }
 

@@ -46,6 +46,8 @@ impl Gate {
             .arg(spec.per_user_limit)
             .arg(spec.sold)
             .arg(WRITER_GROUP)
+            .arg(self.keys.seeded_channel())
+            .arg(spec.id.get())
             .invoke_async(&mut conn)
             .await?;
         let number = reply.get(1).and_then(|s| s.parse::<i64>().ok());

@@ -15,12 +15,15 @@ struct Fixture {
 
 async fn fixture(stock: i64, limit: i64, starts_in_ms: i64, ends_in_ms: i64) -> Fixture {
     let settings = crate::helpers::test_settings();
-    let conn = redis::Client::open(settings.redis.url.as_str())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .unwrap();
-    let gate = Gate::new(conn.clone(), KeySpace::new(settings.redis.key_prefix), 60);
+    let client = redis::Client::open(settings.redis.url.as_str()).unwrap();
+    let conn = client.get_connection_manager().await.unwrap();
+    let keys = KeySpace::new(settings.redis.key_prefix);
+    let gate = Gate::new(conn.clone(), keys.clone(), 60);
+    tokio::spawn(gate.sold_out_cache().run_invalidator(
+        client,
+        keys.seeded_channel(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
     let activity = ActivityId::new(42);
     let now = chrono::Utc::now().timestamp_millis();
     let seeded = gate
@@ -198,4 +201,74 @@ async fn reseed_keeps_accepted_units_and_refuses_below_them() {
         SeedOutcome::Seeded { remaining: 7 }
     );
     assert_eq!(f.stock().await, Some(7));
+}
+
+/// After the sell-out, non-buyers are answered from the local view (no Redis), buyers still
+/// go to Redis (replay, already purchased), and a re-seed drops the view.
+#[tokio::test]
+async fn sold_out_is_answered_locally_without_breaking_replay() {
+    let mut f = fixture(1, 1, -1000, 60_000).await;
+    let GateOutcome::Accepted { order, .. } = f.buy(1, "k", 1).await else {
+        panic!()
+    };
+    assert_eq!(
+        f.buy(2, "k", 1).await,
+        GateOutcome::SoldOut { remaining: 0 }
+    );
+    let cache = f.gate.sold_out_cache();
+    let (activity, one) = (f.activity, Quantity::parse(1).unwrap());
+    let mut installed = false;
+    for _ in 0..100 {
+        if cache.decide(activity, UserId::new(3), one).is_some() {
+            installed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(installed, "the sold-out view was never installed");
+    // Remove the stock key: an answer that went to Redis would now be NotSeeded.
+    let _: () = f.conn.clone().del(f.key("A:stock")).await.unwrap();
+    assert_eq!(
+        f.buy(3, "k", 1).await,
+        GateOutcome::SoldOut { remaining: 0 }
+    );
+    assert_eq!(
+        cache.decide(activity, UserId::new(1), one),
+        None,
+        "a buyer is never local"
+    );
+    assert_eq!(f.buy(1, "k", 1).await, GateOutcome::Replay(order));
+    assert_eq!(
+        f.buy(1, "k2", 1).await,
+        GateOutcome::AlreadyPurchased(order)
+    );
+
+    // Re-seed to 2 units: the view is dropped and the next buyer is accepted.
+    let now = chrono::Utc::now().timestamp_millis();
+    let spec = SeedSpec {
+        id: activity,
+        name: "gate".into(),
+        total_stock: 2,
+        starts_ms: now - 1000,
+        ends_ms: now + 60_000,
+        per_user_limit: 1,
+        sold: 0,
+    };
+    let _: () = f.conn.clone().set(f.key("A:stock"), 0).await.unwrap();
+    assert_eq!(
+        f.gate.seed(&spec).await.unwrap(),
+        SeedOutcome::Seeded { remaining: 1 }
+    );
+    let mut outcome = f.buy(4, "k", 1).await;
+    for _ in 0..50 {
+        if matches!(outcome, GateOutcome::Accepted { .. }) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        outcome = f.buy(4, "k", 1).await;
+    }
+    assert!(
+        matches!(outcome, GateOutcome::Accepted { .. }),
+        "{outcome:?}"
+    );
 }
