@@ -19,7 +19,7 @@ if [ -n "$client" ]; then
 fi
 if command -v redis-cli >/dev/null; then
   redis-cli --scan --pattern 'test_*' | while read -r key; do
-    old "$key" && echo "$key"
+    if old "$key"; then echo "$key"; fi
   done | xargs -r -n 500 redis-cli del >/dev/null
 fi
 true

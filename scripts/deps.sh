@@ -71,7 +71,14 @@ elif is_local "$mhost" && [ -n "$mysqld_bin" ]; then
       echo "deps: found $mysqld_bin but no mariadb-install-db to initialise a data directory" >&2
       exit 1
     fi
-    "$installer" --datadir="$deps/mysql" --user="$(id -un)" >"$deps/mysql-install.log" 2>&1
+    # --no-defaults: the system's my.cnf (user = mysql, its own datadir and socket) must not
+    # apply to this private server.
+    if ! "$installer" --no-defaults --datadir="$deps/mysql" --user="$(id -un)" \
+        >"$deps/mysql-install.log" 2>&1; then
+      echo "deps: $installer failed; its log ($deps/mysql-install.log) ends with:" >&2
+      tail -5 "$deps/mysql-install.log" >&2
+      exit 1
+    fi
   fi
   echo "deps: starting $(basename "$mysqld_bin") on $mhost:$mport (data in .deps/mysql," \
        "no authentication: a local development server)"

@@ -1,5 +1,7 @@
 //! The `seckill` command line: `serve`, `writer`, `migrate`, `token`.
 
+use std::io::Write;
+
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +34,9 @@ enum Command {
         /// Validity in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
+        /// Print tokens for this many consecutive users, one per line (load tests).
+        #[arg(long, default_value_t = 1)]
+        count: u64,
     },
 }
 
@@ -62,11 +67,19 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Token { user, ttl } => {
-            let user = UserId::parse(&user)
+        Command::Token { user, ttl, count } => {
+            let first = UserId::parse(&user)
                 .ok_or_else(|| anyhow::anyhow!("--user must be a non-zero decimal u64"))?;
-            println!("{}", mint_token(&settings.auth.jwt_secret, user, ttl)?);
-            Ok(())
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for i in 0..count {
+                let user = first
+                    .get()
+                    .checked_add(i)
+                    .map(UserId::new)
+                    .ok_or_else(|| anyhow::anyhow!("user ids overflow u64"))?;
+                writeln!(out, "{}", mint_token(&settings.auth.jwt_secret, user, ttl)?)?;
+            }
+            Ok(out.flush()?)
         }
     }
 }

@@ -5,9 +5,9 @@
 //!
 //! 1. lock the activity row (`FOR UPDATE`): batches of one activity are serialized, so the
 //!    set of orders already stored cannot change under us;
-//! 2. select the batch's users that already have an order in the activity: those entries are
-//!    re-deliveries (or, after a Redis data loss, a second order of one buyer) and insert
-//!    nothing;
+//! 2. select the rows that already hold one of the batch's users (in this activity) or one of
+//!    its order ids: those entries are re-deliveries (or, after a Redis data loss, a second
+//!    order of one buyer) and insert nothing;
 //! 3. give each new order its status: `created` while `sold + quantity <= total_stock`,
 //!    `rejected` beyond (Redis accepted more than the stock: kept, visible, never sold);
 //! 4. insert the new rows (duplicates on `uk_user_activity` still ignored, as a last guard);
@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     QuerySelect, TransactionTrait,
 };
 
@@ -72,26 +72,39 @@ pub async fn persist_batch(
     };
 
     let users: Vec<u64> = intents.iter().map(|i| i.user_id).collect();
-    let mut taken: HashSet<u64> = order::Entity::find()
+    let ids: Vec<u64> = intents.iter().map(|i| i.order_id).collect();
+    let stored: Vec<(u64, u64)> = order::Entity::find()
         .select_only()
+        .column(order::Column::Id)
         .column(order::Column::UserId)
-        .filter(order::Column::ActivityId.eq(activity_id.get()))
-        .filter(order::Column::UserId.is_in(users))
-        .into_tuple::<u64>()
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(order::Column::ActivityId.eq(activity_id.get()))
+                        .add(order::Column::UserId.is_in(users)),
+                )
+                .add(order::Column::Id.is_in(ids)),
+        )
+        .into_tuple()
         .all(&txn)
-        .await?
-        .into_iter()
-        .collect();
+        .await?;
+    let mut taken: HashSet<u64> = stored.iter().map(|&(_, user)| user).collect();
+    let mut taken_ids: HashSet<u64> = stored.iter().map(|&(id, _)| id).collect();
 
     let mut outcome = BatchOutcome::default();
     let mut sold = activity.sold;
     let mut rows = Vec::with_capacity(intents.len());
     for intent in intents {
-        // `insert` is false for a user already stored or seen earlier in this batch.
-        if !taken.insert(intent.user_id) {
+        // `insert` is false for a user or an order id already stored or seen earlier in this
+        // batch. (Snowflakes do not repeat; a stored id with another user would be
+        // corruption, and inserting nothing for it keeps `sold` exact.)
+        if taken.contains(&intent.user_id) || taken_ids.contains(&intent.order_id) {
             outcome.duplicates += 1;
             continue;
         }
+        taken.insert(intent.user_id);
+        taken_ids.insert(intent.order_id);
         let fits = sold + i64::from(intent.quantity) <= activity.total_stock;
         let status = if fits {
             sold += i64::from(intent.quantity);

@@ -78,11 +78,13 @@ async fn a_duplicate_user_in_a_batch_does_not_stop_the_rest() {
     let activity = app.create_activity(10, 1).await;
     let id = ActivityId::new(activity);
     persist_batch(&app.db, id, &[intent(1, 100)]).await.unwrap();
-    // User 100 again with another order id (stored already), user 101 twice in the batch.
+    // User 100 again with another order id (stored already), user 101 twice in the batch,
+    // and order id 1 again for another user (never from snowflakes: must not count as sold).
     let batch = [
         intent(2, 100),
         intent(3, 101),
         intent(4, 101),
+        intent(1, 103),
         intent(5, 102),
     ];
     let outcome = persist_batch(&app.db, id, &batch).await.unwrap();
@@ -91,7 +93,7 @@ async fn a_duplicate_user_in_a_batch_does_not_stop_the_rest() {
         BatchOutcome {
             created: 2,
             rejected: 0,
-            duplicates: 2
+            duplicates: 3
         }
     );
     let rows = app.orders(activity).await;

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Writes summary.json, summary.md and chart.svg of a loadtest/run into its results folder.
+
+Inputs, all in --out: k6-summary.json (or goose.txt), timeline.csv (loadtest/sample.py),
+redis-accept.csv and redis-soldout.csv (redis-benchmark --csv), invariants.txt.
+Only the standard library: the harness must run on a clean machine.
+"""
+import argparse
+import csv
+import json
+import os
+import re
+
+ap = argparse.ArgumentParser()
+for name in ("out", "tool"):
+    ap.add_argument(f"--{name}", required=True)
+for name in ("spike-end", "t-start", "drain-after", "writer-secs", "raw-secs"):
+    ap.add_argument(f"--{name}", type=float, required=True)
+for name in ("rss-kb", "writer-rows", "raw-rows", "spike-secs", "flood-secs", "health-secs", "vus"):
+    ap.add_argument(f"--{name}", type=int, required=True)
+a = ap.parse_args()
+out = a.out
+
+
+def read(name):
+    path = os.path.join(out, name)
+    return open(path).read() if os.path.exists(path) else ""
+
+
+def redis_rps(name):
+    rows = list(csv.reader(read(name).splitlines()))
+    return float(rows[1][1]) if len(rows) > 1 else None
+
+
+timeline = []
+for row in csv.DictReader(line for line in read("timeline.csv").splitlines() if not line.startswith("#")):
+    timeline.append({k: float(v) for k, v in row.items()})
+
+
+def per_second(column):
+    """(t, rate) pairs from a cumulative column, over 1 s windows."""
+    pts = []
+    for i, r in enumerate(timeline):
+        j = i
+        while j > 0 and r["t"] - timeline[j - 1]["t"] <= 1.0:
+            j -= 1
+        if j < i and r["t"] > timeline[j]["t"]:
+            pts.append((r["t"], (r[column] - timeline[j][column]) / (r["t"] - timeline[j]["t"])))
+    return pts
+
+
+phases = {}
+if a.tool == "k6":
+    m = json.loads(read("k6-summary.json"))["metrics"]
+    durations = {"spike": a.spike_secs + 2, "flood": a.flood_secs, "healthz": a.health_secs}
+    for phase, secs in durations.items():
+        d = m.get(f"http_req_duration{{phase:{phase}}}", {}).get("values", {})
+        n = m.get(f"http_reqs{{phase:{phase}}}", {}).get("values", {}).get("count", 0)
+        phases[phase] = {
+            "requests": n,
+            "rps": round(n / secs, 1) if secs else None,
+            "p50_ms": round(d.get("med", 0), 2),
+            "p95_ms": round(d.get("p(95)", 0), 2),
+            "p99_ms": round(d.get("p(99)", 0), 2),
+        }
+    counts = {k: int(m.get(k, {}).get("values", {}).get("count", 0)) for k in (
+        "orders_accepted", "orders_replayed", "rejected_sold_out", "rejected_already_purchased",
+        "unexpected_answers", "inconsistent_replays", "dropped_iterations")}
+else:
+    text = read("goose.txt")
+    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", text)}
+    for phase in ("spike", "flood", "healthz"):
+        mm = re.search(rf"phase={phase} requests=(\d+) rps=([\d.]+) p50_ms=([\d.]+) p95_ms=([\d.]+) p99_ms=([\d.]+)", text)
+        if mm:
+            phases[phase] = dict(zip(("requests", "rps", "p50_ms", "p95_ms", "p99_ms"),
+                                     (int(mm.group(1)), *map(float, mm.groups()[1:]))))
+
+accept_rate = per_second("accepted")
+peak_accept = max((r for _, r in accept_rate), default=0.0)
+# Drain time: from the end of the spike to the first sample with nothing pending.
+drain = next((r["t"] - a.spike_end for r in timeline if r["t"] >= a.spike_end and r["pending"] == 0), None)
+redis_accept, redis_soldout = redis_rps("redis-accept.csv"), redis_rps("redis-soldout.csv")
+writer_rps = a.writer_rows / a.writer_secs if a.writer_secs > 0 else None
+raw_rps = a.raw_rows / a.raw_secs if a.raw_secs > 0 else None
+
+
+def ratio(x, y):
+    return round(x / y, 2) if x and y else None
+
+
+spike, flood, health = (phases.get(p, {}) for p in ("spike", "flood", "healthz"))
+summary = {
+    "tool": a.tool,
+    "vus": a.vus,
+    "phases": phases,
+    "answers": counts,
+    "peak_accepted_per_s": round(peak_accept, 1),
+    "baselines": {
+        "redis_evalsha_accept_rps": redis_accept,
+        "redis_evalsha_soldout_rps": redis_soldout,
+        "writer_rows_per_s": round(writer_rps, 1) if writer_rps else None,
+        "raw_insert_rows_per_s": round(raw_rps, 1) if raw_rps else None,
+        "writer_rows": a.writer_rows,
+    },
+    "ratios": {
+        "buy_vs_healthz": ratio(peak_accept, health.get("rps")),
+        "buy_vs_redis_ceiling": ratio(peak_accept, redis_accept),
+        "soldout_vs_buy": ratio(flood.get("rps"), peak_accept),
+        "soldout_vs_healthz": ratio(flood.get("rps"), health.get("rps")),
+        "writer_vs_raw_insert": ratio(writer_rps, raw_rps),
+    },
+    "drain_after_spike_s": round(drain, 2) if drain is not None else None,
+    "waited_for_drain_after_run_s": a.drain_after,
+    "peak_rss_mb": round(a.rss_kb / 1024, 1),
+    "invariants": read("invariants.txt").strip().splitlines()[-1:] or ["not checked"],
+}
+json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
+
+# --- chart.svg: accepted/s and rejected/s (left axis), persisted rows (right axis) ---------
+W, H, L, R, T, B = 900, 360, 70, 80, 30, 40
+t0 = a.t_start
+series_rate = {"accepted/s": accept_rate, "rejected/s": [
+    (t, x + y) for (t, x), (_, y) in zip(per_second("sold_out"), per_second("already_purchased"))]}
+persisted = [(r["t"], r["persisted"]) for r in timeline]
+tmax = max([t for t, _ in persisted] + [t0 + 1]) - t0
+rmax = max([v for s in series_rate.values() for _, v in s] + [1])
+pmax = max([v for _, v in persisted] + [1])
+
+
+def xy(t, v, vmax):
+    return L + (t - t0) / tmax * (W - L - R), T + (1 - v / vmax) * (H - T - B)
+
+
+def line(points, vmax, color):
+    pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, v, vmax) for t, v in points))
+    return f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>'
+
+
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       f'<text x="{L}" y="18" font-size="13">seckill load run: answers per second and persisted rows</text>',
+       f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="#444"/>',
+       f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="#444"/>',
+       f'<line x1="{W - R}" y1="{T}" x2="{W - R}" y2="{H - B}" stroke="#444"/>']
+for i in range(5):
+    v, y = rmax * i / 4, T + (1 - i / 4) * (H - T - B)
+    svg.append(f'<text x="{L - 6}" y="{y + 4:.0f}" text-anchor="end">{v:,.0f}</text>')
+    svg.append(f'<text x="{W - R + 6}" y="{y + 4:.0f}" fill="#2a7">{pmax * i / 4:,.0f}</text>')
+for i in range(6):
+    x = L + i / 5 * (W - L - R)
+    svg.append(f'<text x="{x:.0f}" y="{H - B + 16}" text-anchor="middle">{tmax * i / 5:.0f} s</text>')
+colors = {"accepted/s": "#1f6feb", "rejected/s": "#d1242f"}
+for name, pts in series_rate.items():
+    svg.append(line(pts, rmax, colors[name]))
+svg.append(line(persisted, pmax, "#2a7"))
+for i, (name, color) in enumerate([*colors.items(), ("persisted rows (right axis)", "#2a7")]):
+    svg.append(f'<rect x="{L + 10 + i * 190}" y="{T + 4}" width="12" height="3" fill="{color}"/>'
+               f'<text x="{L + 26 + i * 190}" y="{T + 9}">{name}</text>')
+svg.append("</svg>")
+open(os.path.join(out, "chart.svg"), "w").write("\n".join(svg))
+
+# --- summary.md ---------------------------------------------------------------------------
+md = [f"# Load run {os.path.basename(out)} ({a.tool}, {a.vus} VUs, {os.cpu_count()} cores)", "",
+      "Service, its writer, Redis, MySQL and the load tool share this one machine.", "",
+      "| phase | requests | req/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|"]
+for name, p in phases.items():
+    md.append(f"| {name} | {p['requests']} | {p['rps']} | {p['p50_ms']} | {p['p95_ms']} | {p['p99_ms']} |")
+b, r = summary["baselines"], summary["ratios"]
+md += ["", f"- answers: {', '.join(f'{k} {v}' for k, v in counts.items())}",
+       f"- peak accepted purchases per second (1 s window): **{summary['peak_accepted_per_s']}**",
+       f"- Redis ceiling, redis-benchmark EVALSHA of lua/purchase.lua, {a.vus} unpipelined connections: "
+       f"accept branch **{b['redis_evalsha_accept_rps']}**/s, sold-out branch {b['redis_evalsha_soldout_rps']}/s",
+       f"- writer: {a.writer_rows} rows in {a.writer_secs:.2f} s = **{b['writer_rows_per_s']} rows/s**; "
+       f"raw batched INSERT (500/commit): **{b['raw_insert_rows_per_s']} rows/s**",
+       f"- backlog drained {summary['drain_after_spike_s']} s after the end of the spike",
+       f"- peak RSS of the service: **{summary['peak_rss_mb']} MB**", "",
+       "| ratio | value |", "|---|---|"]
+md += [f"| {k} | {v} |" for k, v in r.items()]
+md += ["", f"Invariant check: {summary['invariants'][0]}", "", "![chart](chart.svg)", ""]
+open(os.path.join(out, "summary.md"), "w").write("\n".join(md))
