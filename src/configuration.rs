@@ -76,6 +76,9 @@ pub struct WriterSettings {
     pub batch_size: usize,
     /// Longest a read waits for entries before the writer flushes what it has (ms).
     pub block_ms: u64,
+    /// Batches being committed while the next one is read (batches of one activity still
+    /// commit one after the other: they lock the activity row).
+    pub max_in_flight: usize,
     /// Entries pending on another consumer for this long are reclaimed (ms).
     pub claim_idle_ms: u64,
     /// First retry delay after a failed batch (ms); doubles up to `retry_max_ms`.
@@ -188,6 +191,7 @@ fn defaults(
         .set_default("writer.enabled", true)?
         .set_default("writer.batch_size", 500)?
         .set_default("writer.block_ms", 20)?
+        .set_default("writer.max_in_flight", 2)?
         .set_default("writer.claim_idle_ms", 30_000)?
         .set_default("writer.retry_min_ms", 100)?
         .set_default("writer.retry_max_ms", 5_000)?

@@ -19,6 +19,7 @@
 //! The writer reads with `XREADGROUP … BLOCK` on a connection of its own: a blocking read
 //! would hold up every request queued behind it on the shared multiplexed connection.
 
+mod batch;
 mod intent;
 mod persist;
 
@@ -28,14 +29,16 @@ pub use persist::{persist_batch, BatchOutcome, PersistError};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::AsyncCommands;
 use sea_orm::DatabaseConnection;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::configuration::WriterSettings;
 use crate::domain::ActivityId;
 use crate::gate::{stream_backlog, ActivityKeys, KeySpace, WRITER_GROUP};
+use batch::Batch;
 
 /// How often the writer re-reads the set of activities (new sales start mid-run).
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
@@ -49,7 +52,9 @@ struct Source {
 /// The writer of one process.
 pub struct Writer {
     client: redis::Client,
+    /// Reads (blocking); acks and dead letters go through `ack_conn`.
     conn: MultiplexedConnection,
+    ack_conn: MultiplexedConnection,
     db: DatabaseConnection,
     keys: KeySpace,
     consumer: String,
@@ -70,6 +75,7 @@ impl Writer {
         settings: WriterSettings,
     ) -> Result<Self, redis::RedisError> {
         let conn = connect(client).await?;
+        let ack_conn = connect(client).await?;
         let consumer = format!(
             "writer-{}-{}",
             std::process::id(),
@@ -78,6 +84,7 @@ impl Writer {
         Ok(Self {
             client: client.clone(),
             conn,
+            ack_conn,
             db,
             keys,
             consumer,
@@ -94,42 +101,82 @@ impl Writer {
         &self.consumer
     }
 
-    /// Runs until `shutdown` fires. The batch in hand when it fires is committed and acked
-    /// before returning; entries read but not committed stay pending and are reclaimed.
+    /// Runs until `shutdown` fires, then waits for the batches in flight to be committed and
+    /// acked; entries read but not committed stay pending and are reclaimed.
     pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::info!(consumer = %self.consumer, "order writer started");
         let mut delay = Duration::from_millis(self.settings.retry_min_ms);
+        let mut in_flight: JoinSet<anyhow::Result<()>> = JoinSet::new();
+        let max_in_flight = self.settings.max_in_flight.max(1);
         while !shutdown.is_cancelled() {
-            match self.step().await {
-                Ok(_) => delay = Duration::from_millis(self.settings.retry_min_ms),
-                Err(e) => {
-                    metrics::counter!("seckill_writer_errors_total").increment(1);
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "writer batch failed");
-                    self.reread_own = true;
-                    if e.downcast_ref::<redis::RedisError>().is_some() {
-                        // A multiplexed connection does not come back by itself once its
-                        // socket is gone: open a new one (a failure here is retried).
-                        match connect(&self.client).await {
-                            Ok(conn) => self.conn = conn,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "writer cannot reconnect to redis")
-                            }
-                        }
-                    }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_millis(self.settings.retry_max_ms));
+            // Collect finished batches; wait for one when the pipeline is full.
+            let mut failure = None;
+            while let Some(done) = in_flight.try_join_next() {
+                if let Err(e) = flatten(done) {
+                    failure = Some(e);
                 }
+            }
+            if failure.is_none() && in_flight.len() >= max_in_flight {
+                if let Some(done) = in_flight.join_next().await {
+                    failure = flatten(done).err();
+                }
+            }
+            let result = match failure {
+                Some(e) => Err(e),
+                None => self.fetch().await.map(|batches| {
+                    for batch in batches {
+                        in_flight.spawn(batch.persist_and_ack());
+                    }
+                }),
+            };
+            let Err(e) = result else {
+                delay = Duration::from_millis(self.settings.retry_min_ms);
+                continue;
+            };
+            // A failure: let the other batches finish, then re-read our own pending entries
+            // (they include the failed batch) after a pause.
+            while let Some(done) = in_flight.join_next().await {
+                if let Err(e) = flatten(done) {
+                    tracing::warn!(error = %e, "writer batch failed");
+                }
+            }
+            metrics::counter!("seckill_writer_errors_total").increment(1);
+            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "writer batch failed");
+            self.reread_own = true;
+            if e.downcast_ref::<redis::RedisError>().is_some() {
+                self.reconnect().await;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_millis(self.settings.retry_max_ms));
+        }
+        while let Some(done) = in_flight.join_next().await {
+            if let Err(e) = flatten(done) {
+                tracing::warn!(error = %e, "writer batch failed during shutdown; entries stay pending");
             }
         }
         tracing::info!(consumer = %self.consumer, "order writer stopped");
     }
 
-    /// One cycle: refresh the stream list, reclaim idle entries, read and persist a batch.
-    /// Returns the number of entries acked.
-    pub async fn step(&mut self) -> anyhow::Result<usize> {
+    /// A multiplexed connection does not come back by itself once its socket is gone: open
+    /// new ones (a failure here is retried on the next error).
+    async fn reconnect(&mut self) {
+        match (connect(&self.client).await, connect(&self.client).await) {
+            (Ok(read), Ok(ack)) => {
+                self.conn = read;
+                self.ack_conn = ack;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "writer cannot reconnect to redis")
+            }
+        }
+    }
+
+    /// One cycle of reading: refresh the stream list, reclaim idle entries, read new ones.
+    /// Returns the batches to persist (one per stream with entries).
+    async fn fetch(&mut self) -> anyhow::Result<Vec<Batch>> {
         if self
             .last_refresh
             .is_none_or(|t| t.elapsed() >= REFRESH_EVERY)
@@ -138,16 +185,16 @@ impl Writer {
         }
         if self.sources.is_empty() {
             tokio::time::sleep(Duration::from_millis(self.settings.block_ms)).await;
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let mut acked = 0;
+        let mut batches = Vec::new();
         let claim_every = Duration::from_millis((self.settings.claim_idle_ms / 2).max(100));
         if self.last_claim.elapsed() >= claim_every {
             self.last_claim = Instant::now();
-            acked += self.reclaim().await?;
+            batches.extend(self.reclaim().await?);
         }
-        acked += self.read_and_persist().await?;
-        Ok(acked)
+        batches.extend(self.read().await?);
+        Ok(batches)
     }
 
     /// Re-reads the set of seeded activities and makes sure each stream has the group.
@@ -172,8 +219,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Reads up to a batch from every stream and persists each stream's entries.
-    async fn read_and_persist(&mut self) -> anyhow::Result<usize> {
+    /// Reads up to a batch from every stream: new entries, or after a failure our own
+    /// pending ones (id `0`) until none are left.
+    async fn read(&mut self) -> anyhow::Result<Vec<Batch>> {
         let start = if self.reread_own { "0" } else { ">" };
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
@@ -193,40 +241,37 @@ impl Writer {
         }
         let reply: Option<StreamReadReply> = match cmd.query_async(&mut self.conn).await {
             Ok(r) => r,
-            Err(e) if e.code() == Some("NOGROUP") => {
-                // Redis lost the group (restart without persistence): recreate and go on.
-                self.last_refresh = None;
-                self.sources.clear();
+            Err(e) => {
+                if e.code() == Some("NOGROUP") {
+                    // Redis lost the group (restart without persistence): recreate it.
+                    self.last_refresh = None;
+                    self.sources.clear();
+                }
                 return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
         };
-        let mut acked = 0;
-        let mut any = false;
+        let mut batches = Vec::new();
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
-            let Some(idx) = self
+            if let Some(idx) = self
                 .sources
                 .iter()
                 .position(|s| s.keys.stream == stream.key)
-            else {
-                continue;
-            };
-            if stream.ids.is_empty() {
-                continue;
+            {
+                if !stream.ids.is_empty() {
+                    batches.push(self.batch(idx, stream.ids));
+                }
             }
-            any = true;
-            acked += self.handle(idx, &stream.ids).await?;
         }
-        if self.reread_own && !any {
+        if self.reread_own && batches.is_empty() {
             // Our own pending list is empty: go back to reading new entries.
             self.reread_own = false;
         }
-        Ok(acked)
+        Ok(batches)
     }
 
-    /// Claims entries left pending by dead consumers and persists them.
-    async fn reclaim(&mut self) -> anyhow::Result<usize> {
-        let mut acked = 0;
+    /// Claims entries left pending by dead consumers for longer than `claim_idle_ms`.
+    async fn reclaim(&mut self) -> anyhow::Result<Vec<Batch>> {
+        let mut batches = Vec::new();
         for idx in 0..self.sources.len() {
             let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
                 .arg(&self.sources[idx].keys.stream)
@@ -244,78 +289,20 @@ impl Writer {
                     entries = reply.claimed.len(),
                     "reclaimed entries of a dead consumer"
                 );
-                acked += self.handle(idx, &reply.claimed).await?;
+                batches.push(self.batch(idx, reply.claimed));
             }
         }
-        Ok(acked)
+        Ok(batches)
     }
 
-    /// Persists one stream's entries, dead-letters the poison ones, acks after commit.
-    async fn handle(&mut self, idx: usize, entries: &[StreamId]) -> anyhow::Result<usize> {
-        let (id, keys) = (self.sources[idx].id, self.sources[idx].keys.clone());
-        let mut intents = Vec::with_capacity(entries.len());
-        let mut poison = Vec::new();
-        for entry in entries {
-            match OrderIntent::parse(entry) {
-                Ok(i) => intents.push(i),
-                Err(reason) => poison.push((entry, reason)),
-            }
+    fn batch(&self, idx: usize, entries: Vec<redis::streams::StreamId>) -> Batch {
+        Batch {
+            activity: self.sources[idx].id,
+            keys: self.sources[idx].keys.clone(),
+            entries,
+            db: self.db.clone(),
+            conn: self.ack_conn.clone(),
         }
-        if !intents.is_empty() {
-            let started = Instant::now();
-            match persist_batch(&self.db, id, &intents).await {
-                Ok(outcome) => {
-                    record_batch(&outcome, started.elapsed(), &intents);
-                    let ids: Vec<&str> = intents.iter().map(|i| i.entry_id.as_str()).collect();
-                    let _: () = self.conn.xack(&keys.stream, WRITER_GROUP, &ids).await?;
-                }
-                Err(PersistError::Poison(reason)) => {
-                    let ids: Vec<&String> = intents.iter().map(|i| &i.entry_id).collect();
-                    poison.extend(
-                        entries
-                            .iter()
-                            .filter(|e| ids.contains(&&e.id))
-                            .map(|e| (e, reason.clone())),
-                    );
-                }
-                Err(PersistError::Db(e)) => return Err(e.into()),
-            }
-        }
-        for (entry, reason) in &poison {
-            self.dead_letter(&keys, entry, reason).await?;
-        }
-        Ok(entries.len())
-    }
-
-    /// Moves one entry to the dead-letter stream with its reason, atomically with its ack.
-    async fn dead_letter(
-        &mut self,
-        keys: &ActivityKeys,
-        entry: &StreamId,
-        reason: &str,
-    ) -> redis::RedisResult<()> {
-        tracing::error!(entry = %entry.id, stream = %keys.stream, reason, "dead-lettering order intent");
-        metrics::counter!("seckill_writer_orders_total", "result" => "dead_letter").increment(1);
-        let mut fields: Vec<(String, Vec<u8>)> = vec![
-            ("entry".into(), entry.id.clone().into_bytes()),
-            ("reason".into(), reason.as_bytes().to_vec()),
-        ];
-        // Keep the original fields as they were, whatever their type.
-        fields.extend(entry.map.iter().map(|(k, v)| {
-            let raw = match v {
-                redis::Value::BulkString(b) => b.clone(),
-                other => format!("{other:?}").into_bytes(),
-            };
-            (format!("orig_{k}"), raw)
-        }));
-        redis::pipe()
-            .atomic()
-            .xadd(&keys.dead, "*", &fields)
-            .ignore()
-            .xack(&keys.stream, WRITER_GROUP, &[&entry.id])
-            .ignore()
-            .query_async(&mut self.conn)
-            .await
     }
 }
 
@@ -339,19 +326,6 @@ async fn ensure_group(conn: &mut MultiplexedConnection, stream: &str) -> redis::
     }
 }
 
-fn record_batch(outcome: &BatchOutcome, took: Duration, intents: &[OrderIntent]) {
-    metrics::histogram!("seckill_writer_batch_seconds").record(took.as_secs_f64());
-    metrics::histogram!("seckill_writer_batch_size").record(intents.len() as f64);
-    for (result, n) in [
-        ("created", outcome.created),
-        ("rejected", outcome.rejected),
-        ("duplicate", outcome.duplicates),
-    ] {
-        metrics::counter!("seckill_writer_orders_total", "result" => result).increment(n);
-    }
-    // Acceptance-to-commit lag of the oldest order in the batch.
-    if let Some(oldest) = intents.iter().map(|i| i.created_ms).min() {
-        let lag_ms = chrono::Utc::now().timestamp_millis() - oldest;
-        metrics::histogram!("seckill_writer_lag_seconds").record(lag_ms.max(0) as f64 / 1000.0);
-    }
+fn flatten(done: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    done.map_err(anyhow::Error::from).and_then(|r| r)
 }

@@ -4,7 +4,10 @@
 //! crash between commit and ack) and what keeps `sold` exact:
 //!
 //! 1. lock the activity row (`FOR UPDATE`): batches of one activity are serialized, so the
-//!    set of orders already stored cannot change under us;
+//!    set of orders already stored cannot change under us. This locking read comes first on
+//!    purpose: InnoDB takes a transaction's read view at its first *plain* read, so the
+//!    selects of step 2 see every batch committed before the lock was granted (two batches
+//!    holding the same entry — a reclaim racing a slow commit — insert it once);
 //! 2. select the rows that already hold one of the batch's users (in this activity) or one of
 //!    its order ids: those entries are re-deliveries (or, after a Redis data loss, a second
 //!    order of one buyer) and insert nothing;
@@ -24,7 +27,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
     QuerySelect, TransactionTrait,
 };
 
@@ -71,26 +74,29 @@ pub async fn persist_batch(
         )));
     };
 
+    // Two indexed lookups (an OR of both in one query would not use the indexes): the
+    // batch's users in this activity (uk_user_activity) and the batch's order ids (primary).
     let users: Vec<u64> = intents.iter().map(|i| i.user_id).collect();
     let ids: Vec<u64> = intents.iter().map(|i| i.order_id).collect();
     let stored: Vec<(u64, u64)> = order::Entity::find()
         .select_only()
         .column(order::Column::Id)
         .column(order::Column::UserId)
-        .filter(
-            Condition::any()
-                .add(
-                    Condition::all()
-                        .add(order::Column::ActivityId.eq(activity_id.get()))
-                        .add(order::Column::UserId.is_in(users)),
-                )
-                .add(order::Column::Id.is_in(ids)),
-        )
+        .filter(order::Column::UserId.is_in(users))
+        .filter(order::Column::ActivityId.eq(activity_id.get()))
         .into_tuple()
         .all(&txn)
         .await?;
     let mut taken: HashSet<u64> = stored.iter().map(|&(_, user)| user).collect();
-    let mut taken_ids: HashSet<u64> = stored.iter().map(|&(id, _)| id).collect();
+    let mut taken_ids: HashSet<u64> = order::Entity::find()
+        .select_only()
+        .column(order::Column::Id)
+        .filter(order::Column::Id.is_in(ids))
+        .into_tuple::<u64>()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .collect();
 
     let mut outcome = BatchOutcome::default();
     let mut sold = activity.sold;
