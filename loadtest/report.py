@@ -75,6 +75,21 @@ else:
             phases[phase] = dict(zip(("requests", "rps", "p50_ms", "p95_ms", "p99_ms"),
                                      (int(mm.group(1)), *map(float, mm.groups()[1:]))))
 
+def wrk(name):
+    """RPS and latency percentiles of a wrk --latency run, if it ran."""
+    text = read(f"wrk-{name}.txt")
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not rps:
+        return None
+    def ms(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not m:
+            return None
+        return round(float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)], 2)
+    return {"rps": float(rps.group(1)), "p50_ms": ms(50), "p90_ms": ms(90), "p99_ms": ms(99)}
+
+
+capacity = {name: wrk(name) for name in ("buy", "soldout", "healthz")}
 accept_rate = per_second("accepted")
 peak_accept = max((r for _, r in accept_rate), default=0.0)
 # Drain time: from the end of the spike to the first sample with nothing pending.
@@ -89,6 +104,13 @@ def ratio(x, y):
 
 
 spike, flood, health = (phases.get(p, {}) for p in ("spike", "flood", "healthz"))
+# Ratios from the light client when it ran (the service's limits), else from the load tool.
+if all(capacity.values()):
+    buy_rps, soldout_rps, health_rps = (capacity[n]["rps"] for n in ("buy", "soldout", "healthz"))
+    ratio_source = "wrk"
+else:
+    buy_rps, soldout_rps, health_rps = peak_accept, flood.get("rps"), health.get("rps")
+    ratio_source = a.tool
 summary = {
     "tool": a.tool,
     "vus": a.vus,
@@ -102,11 +124,13 @@ summary = {
         "raw_insert_rows_per_s": round(raw_rps, 1) if raw_rps else None,
         "writer_rows": a.writer_rows,
     },
+    "capacity_wrk": capacity,
+    "ratio_source": ratio_source,
     "ratios": {
-        "buy_vs_healthz": ratio(peak_accept, health.get("rps")),
-        "buy_vs_redis_ceiling": ratio(peak_accept, redis_accept),
-        "soldout_vs_buy": ratio(flood.get("rps"), peak_accept),
-        "soldout_vs_healthz": ratio(flood.get("rps"), health.get("rps")),
+        "buy_vs_healthz": ratio(buy_rps, health_rps),
+        "buy_vs_redis_ceiling": ratio(buy_rps, redis_accept),
+        "soldout_vs_buy": ratio(soldout_rps, buy_rps),
+        "soldout_vs_healthz": ratio(soldout_rps, health_rps),
         "writer_vs_raw_insert": ratio(writer_rps, raw_rps),
     },
     "drain_after_spike_s": round(drain, 2) if drain is not None else None,
@@ -174,7 +198,12 @@ md += ["", f"- answers: {', '.join(f'{k} {v}' for k, v in counts.items())}",
        f"raw batched INSERT (500/commit): **{b['raw_insert_rows_per_s']} rows/s**",
        f"- backlog drained {summary['drain_after_spike_s']} s after the end of the spike",
        f"- peak RSS of the service: **{summary['peak_rss_mb']} MB**", "",
-       "| ratio | value |", "|---|---|"]
+       ]
+if all(capacity.values()):
+    md += ["", f"Capacity with a light client (wrk -t1 -c{a.vus}, closed loop):", "",
+           "| phase | req/s | p50 ms | p90 ms | p99 ms |", "|---|---|---|---|---|"]
+    md += [f"| {n} | {c['rps']} | {c['p50_ms']} | {c['p90_ms']} | {c['p99_ms']} |" for n, c in capacity.items()]
+md += ["", f"Ratios (from {ratio_source}):", "", "| ratio | value |", "|---|---|"]
 md += [f"| {k} | {v} |" for k, v in r.items()]
 md += ["", f"Invariant check: {summary['invariants'][0]}", "", "![chart](chart.svg)", ""]
 open(os.path.join(out, "summary.md"), "w").write("\n".join(md))

@@ -98,6 +98,8 @@ export const options = {
   summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
 };
 
+let warned = 0;
+
 function buy(user, key, phase, activity = ACTIVITY) {
   const res = http.post(`${BASE}/api/v1/activities/${activity}/purchase`, null, {
     headers: { Authorization: `Bearer ${tokens[user]}`, 'Idempotency-Key': key },
@@ -110,7 +112,10 @@ function buy(user, key, phase, activity = ACTIVITY) {
     // not JSON: counted as unexpected below
   }
   const ok = check(res, { 'purchase answered 201 or 409': (r) => r.status === 201 || r.status === 409 });
-  if (!ok) unexpected.add(1);
+  if (!ok) {
+    unexpected.add(1);
+    if (warned++ < 5) console.warn(`unexpected answer: ${res.status} ${res.error || ''} ${String(res.body).slice(0, 200)}`);
+  }
   if (res.status === 201) {
     if (res.headers['Idempotent-Replayed'] === 'true') replayed.add(1);
     else accepted.add(1);
