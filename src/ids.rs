@@ -49,11 +49,13 @@ impl IdGenerator {
 
     /// The next id, or an error if the clock is behind the last id issued.
     pub fn next_id(&self) -> Result<u64, ClockWentBackwards> {
+        // The newest timestamp first, the clock second: read the other way round, an id that
+        // another thread issues in between would look like the clock going backwards.
+        let last = self.last_ms.load(Ordering::Acquire);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
             .saturating_sub(EPOCH_MS);
-        let last = self.last_ms.load(Ordering::Relaxed);
         if now < last {
             return Err(ClockWentBackwards(last - now));
         }
@@ -150,6 +152,29 @@ mod tests {
         let ids: Vec<u64> = (0..10_000).map(|_| g.next_id().unwrap()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]));
         assert!(ids.iter().all(|id| (id >> 12) & 0x3ff == 7));
+    }
+
+    #[test]
+    fn concurrent_callers_never_see_a_false_clock_regression() {
+        let g = std::sync::Arc::new(IdGenerator::new(3));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    (0..50_000)
+                        .map(|_| g.next_id().expect("no error"))
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "ids are unique across threads");
     }
 
     #[test]
