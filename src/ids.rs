@@ -10,7 +10,9 @@
 //!   `503`, the client retries) instead of panicking;
 //! - the instance id: each process takes a lease on `<prefix>:instance:<id>` in Redis
 //!   ([`InstanceLease`]) and refuses to start while another live process holds it. Two
-//!   processes configured with the same `ids.instance_id` therefore cannot both run.
+//!   processes configured with the same `ids.instance_id` therefore cannot both run. A
+//!   killed process's lease expires after 15 s (a restart waits that long at most); a
+//!   graceful stop releases it at once.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +86,9 @@ pub enum LeaseError {
 /// A lease on an instance id, renewed in the background until dropped.
 pub struct InstanceLease {
     task: tokio::task::JoinHandle<()>,
+    conn: redis::aio::ConnectionManager,
+    key: String,
+    holder: String,
 }
 
 /// How long a lease outlives its holder (a killed process frees its id after this).
@@ -105,11 +110,23 @@ impl InstanceLease {
         let opts = redis::SetOptions::default()
             .conditional_set(redis::ExistenceCheck::NX)
             .with_expiration(redis::SetExpiry::EX(LEASE_TTL_SECS));
-        let taken: Option<String> = conn.set_options(&key, &holder, opts.clone()).await?;
-        if taken.is_none() {
+        // A process killed without a graceful stop leaves its lease to expire: wait that long
+        // before calling the id taken, so that a restart after a crash goes through.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(LEASE_TTL_SECS + 1);
+        loop {
+            let taken: Option<String> = conn.set_options(&key, &holder, opts.clone()).await?;
+            if taken.is_some() {
+                break;
+            }
             let other: Option<String> = conn.get(&key).await?;
-            return Err(LeaseError::Taken(instance, other.unwrap_or_default()));
+            if tokio::time::Instant::now() >= deadline {
+                return Err(LeaseError::Taken(instance, other.unwrap_or_default()));
+            }
+            tracing::warn!(%key, holder = ?other, "instance id lease held; waiting for it to expire");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        let (release_conn, release_key, release_holder) =
+            (conn.clone(), key.clone(), holder.clone());
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(LEASE_TTL_SECS / 3));
             loop {
@@ -132,7 +149,28 @@ impl InstanceLease {
                 }
             }
         });
-        Ok(Self { task })
+        Ok(Self {
+            task,
+            conn: release_conn,
+            key: release_key,
+            holder: release_holder,
+        })
+    }
+
+    /// Gives the id back at a graceful stop (only if still ours), so a restart needs no wait.
+    pub async fn release(mut self) {
+        self.task.abort();
+        let script = redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        );
+        let released: redis::RedisResult<i64> = script
+            .key(&self.key)
+            .arg(&self.holder)
+            .invoke_async(&mut self.conn)
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "could not release the instance id lease; it expires by itself");
+        }
     }
 }
 

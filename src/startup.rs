@@ -85,7 +85,7 @@ pub struct Application {
     writer: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
-    _lease: InstanceLease,
+    lease: InstanceLease,
 }
 
 impl Application {
@@ -125,7 +125,7 @@ impl Application {
             writer,
             shutdown,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
-            _lease: lease,
+            lease,
         })
     }
 
@@ -150,6 +150,7 @@ impl Application {
                 tracing::warn!("writer did not stop in time; its uncommitted entries stay pending");
             }
         }
+        self.lease.release().await;
         Ok(served?)
     }
 }

@@ -65,3 +65,24 @@ async fn a_second_process_with_the_same_instance_id_refuses_to_start() {
     other.ids.instance_id = 1;
     assert!(seckill::startup::Application::build(other).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_graceful_stop_gives_the_instance_id_back() {
+    let settings = crate::helpers::test_settings();
+    let app = seckill::startup::Application::build(settings.clone())
+        .await
+        .unwrap();
+    let handle = app.server_handle();
+    let running = tokio::spawn(app.run_until_stopped());
+    handle.stop(true).await;
+    running.await.unwrap().unwrap();
+    // The lease was released: a restart does not wait for it to expire (15 s).
+    let started = std::time::Instant::now();
+    let again = seckill::startup::Application::build(settings).await;
+    assert!(again.is_ok(), "{:?}", again.err());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
