@@ -82,11 +82,7 @@ pub async fn purchase(
     tracing::debug!(%activity, %user, outcome = outcome.label(), "purchase decided");
 
     let (order, next) = match outcome {
-        GateOutcome::Accepted { order, remaining } => {
-            metrics::gauge!("seckill_stock_remaining", "activity" => activity.to_string())
-                .set(remaining as f64);
-            (order, NextAction::Processed)
-        }
+        GateOutcome::Accepted { order, .. } => (order, NextAction::Processed),
         GateOutcome::Replay(order) => (order, NextAction::Replay),
         GateOutcome::KeyReused => return Err(ApiError::IdempotencyKeyReused),
         GateOutcome::NotFound => return Err(missing_state(&db, activity).await),
@@ -108,11 +104,7 @@ pub async fn purchase(
                 "the activity's stock is not seeded".into(),
             ))
         }
-        GateOutcome::SoldOut { remaining } => {
-            metrics::gauge!("seckill_stock_remaining", "activity" => activity.to_string())
-                .set(remaining as f64);
-            return Err(ApiError::SoldOut);
-        }
+        GateOutcome::SoldOut { .. } => return Err(ApiError::SoldOut),
     };
     Ok(accepted_response(activity, user.get(), &order, next))
 }
