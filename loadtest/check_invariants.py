@@ -21,8 +21,7 @@ ap.add_argument("--db", required=True)
 ap.add_argument("--prefix", required=True)
 ap.add_argument("--sale", required=True)
 ap.add_argument("--sold-out", required=True)
-ap.add_argument("--k6-summary")
-ap.add_argument("--goose-log")
+ap.add_argument("--k6-summary", required=True)
 args = ap.parse_args()
 client = shutil.which("mariadb") or shutil.which("mysql")
 
@@ -54,13 +53,8 @@ def expect(name, ok, detail):
 
 
 def fresh_accepts():
-    if args.k6_summary:
-        m = json.load(open(args.k6_summary))["metrics"]
-        return int(m.get("orders_accepted", {}).get("values", {}).get("count", 0))
-    if args.goose_log:
-        m = re.search(r"orders_accepted=(\d+)", open(args.goose_log).read())
-        return int(m.group(1)) if m else None
-    return None
+    m = json.load(open(args.k6_summary))["metrics"]
+    return int(m.get("orders_accepted", {}).get("values", {}).get("count", 0))
 
 
 for activity in (args.sale, args.sold_out):

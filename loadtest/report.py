@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes summary.json, summary.md and chart.svg of a loadtest/run into its results folder.
 
-Inputs, all in --out: k6-summary.json (or goose.txt), timeline.csv (loadtest/sample.py),
+Inputs, all in --out: k6-summary.json, timeline.csv (loadtest/sample.py),
 redis-accept.csv and redis-soldout.csv (redis-benchmark --csv), invariants.txt.
 Only the standard library: the harness must run on a clean machine.
 """
@@ -12,8 +12,7 @@ import os
 import re
 
 ap = argparse.ArgumentParser()
-for name in ("out", "tool"):
-    ap.add_argument(f"--{name}", required=True)
+ap.add_argument("--out", required=True)
 for name in ("spike-end", "t-start", "drain-after", "writer-secs", "raw-secs"):
     ap.add_argument(f"--{name}", type=float, required=True)
 for name in ("rss-kb", "writer-rows", "raw-rows", "spike-secs", "flood-secs", "health-secs", "vus"):
@@ -49,31 +48,23 @@ def per_second(column):
     return pts
 
 
+m = json.loads(read("k6-summary.json"))["metrics"]
 phases = {}
-if a.tool == "k6":
-    m = json.loads(read("k6-summary.json"))["metrics"]
-    durations = {"spike": a.spike_secs + 2, "flood": a.flood_secs, "healthz": a.health_secs}
-    for phase, secs in durations.items():
-        d = m.get(f"http_req_duration{{phase:{phase}}}", {}).get("values", {})
-        n = m.get(f"http_reqs{{phase:{phase}}}", {}).get("values", {}).get("count", 0)
-        phases[phase] = {
-            "requests": n,
-            "rps": round(n / secs, 1) if secs else None,
-            "p50_ms": round(d.get("med", 0), 2),
-            "p95_ms": round(d.get("p(95)", 0), 2),
-            "p99_ms": round(d.get("p(99)", 0), 2),
-        }
-    counts = {k: int(m.get(k, {}).get("values", {}).get("count", 0)) for k in (
-        "orders_accepted", "orders_replayed", "rejected_sold_out", "rejected_already_purchased",
-        "unexpected_answers", "inconsistent_replays", "dropped_iterations")}
-else:
-    text = read("goose.txt")
-    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", text)}
-    for phase in ("spike", "flood", "healthz"):
-        mm = re.search(rf"phase={phase} requests=(\d+) rps=([\d.]+) p50_ms=([\d.]+) p95_ms=([\d.]+) p99_ms=([\d.]+)", text)
-        if mm:
-            phases[phase] = dict(zip(("requests", "rps", "p50_ms", "p95_ms", "p99_ms"),
-                                     (int(mm.group(1)), *map(float, mm.groups()[1:]))))
+durations = {"spike": a.spike_secs + 2, "flood": a.flood_secs, "healthz": a.health_secs}
+for phase, secs in durations.items():
+    d = m.get(f"http_req_duration{{phase:{phase}}}", {}).get("values", {})
+    n = m.get(f"http_reqs{{phase:{phase}}}", {}).get("values", {}).get("count", 0)
+    phases[phase] = {
+        "requests": n,
+        "rps": round(n / secs, 1) if secs else None,
+        "p50_ms": round(d.get("med", 0), 2),
+        "p95_ms": round(d.get("p(95)", 0), 2),
+        "p99_ms": round(d.get("p(99)", 0), 2),
+    }
+counts = {k: int(m.get(k, {}).get("values", {}).get("count", 0)) for k in (
+    "orders_accepted", "orders_replayed", "rejected_sold_out", "rejected_already_purchased",
+    "unexpected_answers", "inconsistent_replays", "dropped_iterations")}
+
 
 def wrk(name):
     """RPS and latency percentiles of a wrk --latency run, if it ran."""
@@ -110,9 +101,9 @@ if all(capacity.values()):
     ratio_source = "wrk"
 else:
     buy_rps, soldout_rps, health_rps = peak_accept, flood.get("rps"), health.get("rps")
-    ratio_source = a.tool
+    ratio_source = "k6"
 summary = {
-    "tool": a.tool,
+    "tool": "k6",
     "vus": a.vus,
     "phases": phases,
     "answers": counts,
@@ -184,7 +175,7 @@ svg.append("</svg>")
 open(os.path.join(out, "chart.svg"), "w").write("\n".join(svg))
 
 # --- summary.md ---------------------------------------------------------------------------
-md = [f"# Load run {os.path.basename(out)} ({a.tool}, {a.vus} VUs, {os.cpu_count()} cores)", "",
+md = [f"# Load run {os.path.basename(out)} (k6, {a.vus} VUs, {os.cpu_count()} cores)", "",
       "Service, its writer, Redis, MySQL and the load tool share this one machine.", "",
       "| phase | requests | req/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|"]
 for name, p in phases.items():
