@@ -7,7 +7,8 @@ Reads the stores directly (mariadb and redis-cli), not through the service:
   - every buyer the gate accepted is a row (I4): HLEN buyers = rows; nothing pending or
     dead-lettered in the stream
   - the rows of the sale equal the fresh 201 answers the load tool counted (I3: replays and
-    double clicks created nothing more)
+    double clicks created nothing more), and the tool saw no unexpected answer and no replay
+    naming another order
 """
 import argparse
 import json
@@ -21,7 +22,7 @@ ap.add_argument("--db", required=True)
 ap.add_argument("--prefix", required=True)
 ap.add_argument("--sale", required=True)
 ap.add_argument("--sold-out", required=True)
-ap.add_argument("--k6-summary", required=True)
+ap.add_argument("--summary", required=True, help="the load tool's summary (k6's export shape)")
 args = ap.parse_args()
 client = shutil.which("mariadb") or shutil.which("mysql")
 
@@ -52,9 +53,10 @@ def expect(name, ok, detail):
         failures.append(name)
 
 
-def fresh_accepts():
-    m = json.load(open(args.k6_summary))["metrics"]
-    return int(m.get("orders_accepted", {}).get("values", {}).get("count", 0))
+def answers(name):
+    """A counter of the load tool (k6's metrics, or goose's in the same shape)."""
+    m = json.load(open(args.summary))["metrics"]
+    return int(m.get(name, {}).get("values", {}).get("count", 0))
 
 
 for activity in (args.sale, args.sold_out):
@@ -80,8 +82,11 @@ for activity in (args.sale, args.sold_out):
     expect("every accepted buyer persisted", buyers == rows, f"{buyers} buyers vs {rows} rows")
     expect("stream drained", pending == 0 and dead == 0, f"pending {pending}, dead {dead}")
     if activity == args.sale:
-        accepted = fresh_accepts()
+        accepted = answers("orders_accepted")
         expect("rows = fresh 201 answers", accepted == rows, f"{accepted} answers vs {rows} rows")
+        bad = answers("unexpected_answers") + answers("inconsistent_replays")
+        expect("no unexpected answer, every replay names the first order", bad == 0,
+               f"{answers('unexpected_answers')} unexpected, {answers('inconsistent_replays')} inconsistent")
 
 print("invariants: " + ("all hold" if not failures else f"{len(failures)} BROKEN: {', '.join(failures)}"))
 sys.exit(1 if failures else 0)

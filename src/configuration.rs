@@ -191,7 +191,7 @@ fn defaults(
         .set_default("writer.enabled", true)?
         .set_default("writer.batch_size", 500)?
         .set_default("writer.block_ms", 20)?
-        .set_default("writer.max_in_flight", 2)?
+        .set_default("writer.max_in_flight", 4)?
         .set_default("writer.claim_idle_ms", 30_000)?
         .set_default("writer.retry_min_ms", 100)?
         .set_default("writer.retry_max_ms", 5_000)?

@@ -11,6 +11,12 @@ use seckill::domain::UserId;
 use seckill::startup::{Application, Resources};
 use seckill::{store, telemetry};
 
+/// mimalloc instead of glibc's malloc: the request path allocates small short-lived buffers
+/// on every request, and glibc's malloc/free showed as ~10 % of the service's CPU in a
+/// `perf` profile of the buy path (see the README's "Load testing" section).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "seckill", version, about = "Flash-sale order service")]
 struct Cli {

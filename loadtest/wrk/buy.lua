@@ -1,6 +1,9 @@
 -- wrk script: every request is a purchase by a distinct buyer (token from a file), with a
 -- fresh idempotency key. Usage: wrk -tT -s buy.lua <url> -- <tokens-file> <activity-id> <T>
-local tokens, path = {}, nil
+-- With "-" as the activity id it sends the same requests (same headers, same Lua work in
+-- wrk) as GET /healthz: the HTTP ceiling for requests of this shape, with the client's own
+-- cost equal on both sides of the ratio.
+local tokens, method, path = {}, nil, nil
 local thread_id, n, stride = 0, 0, 1
 
 function setup(thread)
@@ -10,7 +13,11 @@ end
 
 function init(args)
   for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
-  path = "/api/v1/activities/" .. args[2] .. "/purchase"
+  if args[2] == "-" then
+    method, path = "GET", "/healthz"
+  else
+    method, path = "POST", "/api/v1/activities/" .. args[2] .. "/purchase"
+  end
   thread_id = tonumber(tid) or 0
   stride = tonumber(args[3]) or 1
 end
@@ -19,7 +26,7 @@ function request()
   -- Thread t of T takes buyers t, t+T, t+2T, …: distinct across threads.
   local i = (n * stride + thread_id) % #tokens + 1
   n = n + 1
-  return wrk.format("POST", path, {
+  return wrk.format(method, path, {
     ["Authorization"] = "Bearer " .. tokens[i],
     ["Idempotency-Key"] = "k" .. i,
   })
