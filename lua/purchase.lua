@@ -17,6 +17,7 @@
 --
 -- ARGV[1] user_id   ARGV[2] quantity   ARGV[3] fingerprint   ARGV[4] candidate order id
 -- ARGV[5] idempotency TTL (seconds)    ARGV[6] idempotency key (kept on the order row)
+-- ARGV[7] most entries the stream may hold (the writer's backlog); 0 means no bound
 --
 -- Returns a flat array whose first element names the outcome; see src/gate/outcome.rs.
 
@@ -77,7 +78,17 @@ if left < qty then
   return {'sold_out', left}
 end
 
--- 7. Accept: decrement, record the buyer and the idempotency answer, and append the order
+-- 7. The writer's backlog. The writer deletes each entry once its row is committed, so the
+--    stream holds exactly the accepted orders not yet in MySQL. Above the bound (MySQL down
+--    or too slow) the sale pauses with 503 rather than accept orders it may not persist
+--    before Redis' loss window closes. Checked after the answers that need no write, so
+--    replays, sold-out and already-purchased answers go on while the sale is paused.
+local bound = tonumber(ARGV[7])
+if bound > 0 and redis.call('XLEN', stream) >= bound then
+  return {'backlog_full'}
+end
+
+-- 8. Accept: decrement, record the buyer and the idempotency answer, and append the order
 --    intent to the stream. The writer persists it; the stream keeps it until acked (I4).
 local record = ARGV[4] .. ':' .. qty .. ':' .. now
 left = redis.call('DECRBY', stock, qty)

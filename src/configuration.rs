@@ -84,6 +84,12 @@ pub struct WriterSettings {
     /// First retry delay after a failed batch (ms); doubles up to `retry_max_ms`.
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
+    /// Entries an activity's stream may hold (accepted, not yet committed) before the gate
+    /// answers `503` instead of accepting more; 0 disables the bound.
+    pub max_backlog: u64,
+    /// Failed attempts (other than "MySQL unreachable") after which an entry is moved to the
+    /// dead-letter stream.
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +201,8 @@ fn defaults(
         .set_default("writer.claim_idle_ms", 30_000)?
         .set_default("writer.retry_min_ms", 100)?
         .set_default("writer.retry_max_ms", 5_000)?
+        .set_default("writer.max_backlog", 100_000)?
+        .set_default("writer.max_attempts", 5)?
         .set_default("idempotency.ttl_secs", 86_400)?
         .set_default("ids.instance_id", 0)
 }

@@ -124,6 +124,31 @@ pub fn is_connection_error(e: &sea_orm::DbErr) -> bool {
     }
 }
 
+/// Whether a failed statement may well succeed if simply run again: MySQL unreachable, or a
+/// deadlock / lock wait timeout (InnoDB rolled the statement back; nothing is wrong with
+/// the data). The writer does not count these against an entry's attempts.
+pub fn is_transient_db_error(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::mysql::MySqlDatabaseError;
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    /// ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK.
+    const RETRYABLE: [u16; 2] = [1205, 1213];
+    if is_connection_error(e) {
+        return true;
+    }
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match &**e {
+                Sqlx::Database(db) => db
+                    .try_downcast_ref::<MySqlDatabaseError>()
+                    .is_some_and(|m| RETRYABLE.contains(&m.number())),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 #[derive(Serialize)]
 struct Problem<'a> {
     #[serde(rename = "type")]

@@ -4,7 +4,8 @@
 //!
 //! - [`routes`]: HTTP (actix-web), input parsed once into [`domain`] types, [`auth`];
 //! - [`gate`]: the Redis Lua script that decides a purchase atomically, with [`idempotency`];
-//! - [`writer`]: drains the activity streams into MySQL ([`store`]) and acks after commit.
+//! - [`writer`]: drains the activity streams into MySQL ([`store`]) and acks after commit;
+//! - [`recovery`]: the operator's tools when a fault left Redis and MySQL disagreeing.
 //!
 //! [`startup`] builds the whole process from [`configuration::Settings`].
 
@@ -15,6 +16,7 @@ pub mod error;
 pub mod gate;
 pub mod idempotency;
 pub mod ids;
+pub mod recovery;
 pub mod routes;
 pub mod startup;
 pub mod store;

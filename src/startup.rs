@@ -53,6 +53,7 @@ impl Resources {
             conn,
             KeySpace::new(settings.redis.key_prefix.clone()),
             settings.idempotency.ttl_secs,
+            settings.writer.max_backlog,
         );
         Ok(Self {
             settings,

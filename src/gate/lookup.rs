@@ -120,26 +120,29 @@ pub async fn stream_backlog<C: redis::aio::ConnectionLike + Send + Sync>(
     conn: &mut C,
     k: &ActivityKeys,
 ) -> Result<StreamBacklog, redis::RedisError> {
-    let (exists, dead_letters): (bool, u64) = redis::pipe()
-        .exists(&k.stream)
+    // The writer deletes an entry with its ack, so the stream holds exactly the backlog:
+    // delivered-not-acked (the group's pending count) plus never delivered. (XINFO's `lag`
+    // is not used: Redis reports it as unknown in some states after deletions.)
+    let (len, dead_letters): (u64, u64) = redis::pipe()
+        .xlen(&k.stream)
         .xlen(&k.dead)
         .query_async(conn)
         .await?;
-    if !exists {
+    if len == 0 {
         return Ok(StreamBacklog {
             dead_letters,
             ..Default::default()
         });
     }
     let info: redis::streams::StreamInfoGroupsReply = conn.xinfo_groups(&k.stream).await?;
-    let group = info.groups.iter().find(|g| g.name == WRITER_GROUP);
+    let pending = info
+        .groups
+        .iter()
+        .find(|g| g.name == WRITER_GROUP)
+        .map_or(0, |g| g.pending as u64);
     Ok(StreamBacklog {
-        pending: group.map_or(0, |g| g.pending as u64),
-        undelivered: match group {
-            Some(g) => g.lag.unwrap_or(0) as u64,
-            // No group yet: everything in the stream is undelivered.
-            None => conn.xlen(&k.stream).await?,
-        },
+        pending,
+        undelivered: len.saturating_sub(pending),
         dead_letters,
     })
 }

@@ -13,12 +13,14 @@
 mod keys;
 mod lookup;
 mod record;
+mod restore;
 mod seed;
 mod sold_out;
 
 pub use keys::{ActivityKeys, KeySpace, WRITER_GROUP};
 pub use lookup::{stream_backlog, ActivitySnapshot, StreamBacklog};
 pub use record::OrderRecord;
+pub use restore::{RestoreCounts, RestoredOrder};
 pub use seed::{SeedOutcome, SeedSpec};
 pub use sold_out::SoldOutCache;
 
@@ -69,6 +71,9 @@ pub enum GateOutcome {
     SoldOut {
         remaining: i64,
     },
+    /// The activity's stream holds `writer.max_backlog` entries not yet in MySQL: the sale
+    /// pauses (503) until the writer catches up.
+    BacklogFull,
 }
 
 /// Redis answered something the script never returns (a version mismatch or corruption).
@@ -110,6 +115,7 @@ impl GateOutcome {
             Some("sold_out") => Self::SoldOut {
                 remaining: number(1)?,
             },
+            Some("backlog_full") => Self::BacklogFull,
             _ => return Err(unexpected(&reply)),
         })
     }
@@ -127,6 +133,7 @@ impl GateOutcome {
             Self::AlreadyPurchased(_) => "already_purchased",
             Self::NotSeeded => "not_seeded",
             Self::SoldOut { .. } => "sold_out",
+            Self::BacklogFull => "backlog_full",
         }
     }
 }
@@ -140,17 +147,25 @@ pub struct Gate {
     purchase: Script,
     seed: Script,
     idempotency_ttl_secs: u64,
+    /// `writer.max_backlog`: entries a stream may hold before the gate refuses (0: no bound).
+    max_backlog: u64,
     sold_out: Arc<SoldOutCache>,
 }
 
 impl Gate {
-    pub fn new(conn: ConnectionManager, keys: KeySpace, idempotency_ttl_secs: u64) -> Self {
+    pub fn new(
+        conn: ConnectionManager,
+        keys: KeySpace,
+        idempotency_ttl_secs: u64,
+        max_backlog: u64,
+    ) -> Self {
         Self {
             conn,
             keys,
             purchase: Script::new(include_str!("../../lua/purchase.lua")),
             seed: Script::new(include_str!("../../lua/seed.lua")),
             idempotency_ttl_secs,
+            max_backlog,
             sold_out: SoldOutCache::new(),
         }
     }
@@ -197,6 +212,7 @@ impl Gate {
             .arg(attempt.candidate_order_id)
             .arg(self.idempotency_ttl_secs)
             .arg(attempt.key.as_str())
+            .arg(self.max_backlog)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let outcome = GateOutcome::parse(reply)?;

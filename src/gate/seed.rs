@@ -4,6 +4,7 @@ use redis::AsyncCommands;
 
 use super::{Gate, WRITER_GROUP};
 use crate::domain::ActivityId;
+use crate::store::entity::{activity, utc};
 
 /// Everything the seed script needs about an activity, read from its MySQL row.
 #[derive(Debug, Clone)]
@@ -14,8 +15,24 @@ pub struct SeedSpec {
     pub starts_ms: i64,
     pub ends_ms: i64,
     pub per_user_limit: i64,
-    /// `sold` in MySQL: used when Redis holds no state for the activity.
+    /// Units already taken, used when Redis holds no state for the activity: MySQL's `sold`
+    /// (plus, in a recovery, the accepted orders still waiting in the stream).
     pub sold: i64,
+}
+
+impl SeedSpec {
+    /// The spec of an activity's MySQL row, with `total_stock` as the (new) total.
+    pub fn from_row(row: &activity::Model, total_stock: i64) -> Self {
+        Self {
+            id: ActivityId::new(row.id),
+            name: row.name.clone(),
+            total_stock,
+            starts_ms: utc(row.starts_at).timestamp_millis(),
+            ends_ms: utc(row.ends_at).timestamp_millis(),
+            per_user_limit: row.per_user_limit.into(),
+            sold: row.sold,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -64,7 +64,8 @@ pub async fn create_activity(
     // MySQL first: an activity seeded in Redis but absent from MySQL would sell orders the
     // writer cannot store. If the seed fails, the row exists but is not sellable until a
     // `PUT …/stock` seeds it.
-    gate.seed(&seed_spec(&row, row.total_stock)).await?;
+    gate.seed(&SeedSpec::from_row(&row, row.total_stock))
+        .await?;
     let view = admin_view(&gate, &db, ActivityId::new(id)).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/admin/activities/{id}")))
@@ -97,7 +98,15 @@ pub async fn set_stock(
     let id = ActivityId::parse(&path).ok_or(ApiError::ActivityNotFound)?;
     let StockRequest { stock } = json_body(&req, payload, ADMIN_BODY_LIMIT).await?;
     let stock = crate::domain::parse_stock(stock).map_err(ApiError::InvalidRequest)?;
-    let row = find(&db, id).await?;
+    let mut row = find(&db, id).await?;
+    if gate.snapshot(id).await?.is_none() {
+        // Redis lost the sale state: seeding the bare stock would forget who bought (they
+        // could buy again) and their idempotency records. Rebuild them from MySQL first.
+        crate::recovery::rebuild(&gate, &db, id)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        row = find(&db, id).await?;
+    }
     if stock < row.sold {
         return Err(ApiError::StockBelowSold { accepted: row.sold });
     }
@@ -107,9 +116,9 @@ pub async fn set_stock(
     // MySQL.
     if stock >= row.total_stock {
         update_total(&db, id, stock).await?;
-        seed_or_conflict(&gate, &seed_spec(&row, stock)).await?;
+        seed_or_conflict(&gate, &SeedSpec::from_row(&row, stock)).await?;
     } else {
-        seed_or_conflict(&gate, &seed_spec(&row, stock)).await?;
+        seed_or_conflict(&gate, &SeedSpec::from_row(&row, stock)).await?;
         update_total(&db, id, stock).await?;
     }
     Ok(HttpResponse::Ok().json(admin_view(&gate, &db, id).await?))
@@ -167,18 +176,6 @@ async fn seed_or_conflict(gate: &Gate, spec: &SeedSpec) -> Result<(), ApiError> 
     match gate.seed(spec).await? {
         SeedOutcome::Seeded { .. } => Ok(()),
         SeedOutcome::BelowSold { accepted } => Err(ApiError::StockBelowSold { accepted }),
-    }
-}
-
-fn seed_spec(row: &activity::Model, total_stock: i64) -> SeedSpec {
-    SeedSpec {
-        id: ActivityId::new(row.id),
-        name: row.name.clone(),
-        total_stock,
-        starts_ms: utc(row.starts_at).timestamp_millis(),
-        ends_ms: utc(row.ends_at).timestamp_millis(),
-        per_user_limit: row.per_user_limit.into(),
-        sold: row.sold,
     }
 }
 

@@ -1,17 +1,66 @@
 //! One stream's entries on their way to MySQL: persist, then ack; dead-letter what can never
 //! be stored. Runs as its own task, so the writer can read the next batch meanwhile.
+//!
+//! When a batch fails while MySQL is reachable (a statement error, not a lost connection),
+//! one entry may be at fault and would block every entry read with it, forever. So the
+//! batch is retried one entry at a time: the good entries are stored and acked, and an
+//! entry that keeps failing is counted ([`Attempts`]) and, after `writer.max_attempts`
+//! failures, moved to the dead-letter stream with the error as its reason. Failures that
+//! say nothing about the entry (MySQL unreachable, deadlock, lock wait timeout) are not
+//! counted: the writer backs off and retries the whole batch.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamId;
-use redis::AsyncCommands;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbErr};
 
 use super::intent::OrderIntent;
 use super::persist::{persist_batch, BatchOutcome, PersistError};
 use crate::domain::ActivityId;
+use crate::error::is_transient_db_error;
 use crate::gate::{ActivityKeys, WRITER_GROUP};
+
+/// Failed attempts per stream entry id, for the entries failing now. Kept in memory: after
+/// a restart an entry gets `max_attempts` fresh attempts, which only delays its dead letter.
+#[derive(Default)]
+pub(super) struct Attempts(Mutex<HashMap<String, u32>>);
+
+impl Attempts {
+    /// Counts one more failure of `entry`; returns the count.
+    fn bump(&self, entry: &str) -> u32 {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let n = map.entry(entry.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn forget(&self, entry: &str) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.remove(entry);
+    }
+}
+
+/// Why storing entries stopped: the commit failed, or the ack after a commit did (a Redis
+/// error: the entries are re-delivered and found already stored).
+enum StoreError {
+    Persist(PersistError),
+    Ack(redis::RedisError),
+}
+
+impl From<PersistError> for StoreError {
+    fn from(e: PersistError) -> Self {
+        Self::Persist(e)
+    }
+}
 
 /// Entries of one activity stream, read by this writer and not yet acked.
 pub(super) struct Batch {
@@ -21,75 +70,147 @@ pub(super) struct Batch {
     pub db: DatabaseConnection,
     /// A connection that never blocks (the reading one waits in `XREADGROUP … BLOCK`).
     pub conn: MultiplexedConnection,
+    pub attempts: Arc<Attempts>,
+    pub max_attempts: u32,
 }
 
 impl Batch {
     /// Commits the batch's orders, then acks its entries. Poison entries are moved to the
-    /// dead-letter stream (atomically with their ack). On `Err` nothing of the batch's valid
-    /// entries is acked: they stay pending for a retry.
-    pub async fn persist_and_ack(mut self) -> anyhow::Result<()> {
+    /// dead-letter stream (atomically with their ack). On `Err` the entries not yet stored
+    /// stay pending for a retry.
+    pub async fn persist_and_ack(self) -> anyhow::Result<()> {
         let mut intents = Vec::with_capacity(self.entries.len());
         let mut poison = Vec::new();
-        for entry in &self.entries {
+        for (idx, entry) in self.entries.iter().enumerate() {
             match OrderIntent::parse(entry) {
-                Ok(i) => intents.push(i),
-                Err(reason) => poison.push((entry, reason)),
+                Ok(i) => intents.push((i, idx)),
+                Err(reason) => poison.push((idx, reason)),
             }
         }
+        let mut result = Ok(());
         if !intents.is_empty() {
-            let started = Instant::now();
-            match persist_batch(&self.db, self.activity, &intents).await {
-                Ok(outcome) => {
-                    record_batch(&outcome, started.elapsed(), &intents);
-                    let ids: Vec<&str> = intents.iter().map(|i| i.entry_id.as_str()).collect();
-                    let _: () = self
-                        .conn
-                        .xack(&self.keys.stream, WRITER_GROUP, &ids)
-                        .await?;
-                }
-                Err(PersistError::Poison(reason)) => {
+            let all: Vec<OrderIntent> = intents.iter().map(|(i, _)| i.clone()).collect();
+            match self.persist(&all).await {
+                Ok(()) => {}
+                Err(StoreError::Ack(e)) => return Err(e.into()),
+                Err(StoreError::Persist(PersistError::Poison(reason))) => {
                     // The whole batch can never be stored (e.g. its activity is not in MySQL).
-                    poison = self.entries.iter().map(|e| (e, reason.clone())).collect();
+                    poison.extend(intents.iter().map(|&(_, idx)| (idx, reason.clone())));
                 }
-                Err(PersistError::Db(e)) => return Err(e.into()),
+                Err(StoreError::Persist(PersistError::Db(e))) if is_transient_db_error(&e) => {
+                    return Err(e.into())
+                }
+                Err(StoreError::Persist(PersistError::Db(e))) if intents.len() == 1 => {
+                    result = self.count_failure(&intents[0], e).await;
+                }
+                Err(StoreError::Persist(PersistError::Db(e))) => {
+                    tracing::warn!(error = %e, entries = intents.len(), activity = %self.activity,
+                        "batch failed with MySQL reachable; retrying its entries one by one");
+                    result = self.one_by_one(&intents).await;
+                }
             }
         }
-        for (entry, reason) in poison {
-            dead_letter(&mut self.conn.clone(), &self.keys, entry, &reason).await?;
+        for (idx, reason) in poison {
+            self.dead_letter(&self.entries[idx], &reason).await?;
+        }
+        result
+    }
+
+    /// Persists and acks `intents` in one transaction.
+    async fn persist(&self, intents: &[OrderIntent]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let outcome = persist_batch(&self.db, self.activity, intents).await?;
+        record_batch(&outcome, started.elapsed(), intents);
+        let ids: Vec<&str> = intents.iter().map(|i| i.entry_id.as_str()).collect();
+        self.ack(&ids).await.map_err(StoreError::Ack)?;
+        for id in ids {
+            self.attempts.forget(id);
         }
         Ok(())
     }
-}
 
-/// Moves one entry to the dead-letter stream with its reason, atomically with its ack.
-async fn dead_letter(
-    conn: &mut MultiplexedConnection,
-    keys: &ActivityKeys,
-    entry: &StreamId,
-    reason: &str,
-) -> redis::RedisResult<()> {
-    tracing::error!(entry = %entry.id, stream = %keys.stream, reason, "dead-lettering order intent");
-    metrics::counter!("seckill_writer_orders_total", "result" => "dead_letter").increment(1);
-    let mut fields: Vec<(String, Vec<u8>)> = vec![
-        ("entry".into(), entry.id.clone().into_bytes()),
-        ("reason".into(), reason.as_bytes().to_vec()),
-    ];
-    // Keep the original fields as they were, whatever their type.
-    fields.extend(entry.map.iter().map(|(k, v)| {
-        let raw = match v {
-            redis::Value::BulkString(b) => b.clone(),
-            other => format!("{other:?}").into_bytes(),
-        };
-        (format!("orig_{k}"), raw)
-    }));
-    redis::pipe()
-        .atomic()
-        .xadd(&keys.dead, "*", &fields)
-        .ignore()
-        .xack(&keys.stream, WRITER_GROUP, &[&entry.id])
-        .ignore()
-        .query_async(conn)
-        .await
+    /// Each entry in its own transaction; `Err` if some entry is still failing.
+    async fn one_by_one(&self, intents: &[(OrderIntent, usize)]) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        for pair in intents {
+            match self.persist(std::slice::from_ref(&pair.0)).await {
+                Ok(()) => {}
+                Err(StoreError::Ack(e)) => return Err(e.into()),
+                Err(StoreError::Persist(PersistError::Poison(reason))) => {
+                    self.dead_letter(&self.entries[pair.1], &reason).await?
+                }
+                Err(StoreError::Persist(PersistError::Db(e))) if is_transient_db_error(&e) => {
+                    return Err(e.into())
+                }
+                Err(StoreError::Persist(PersistError::Db(e))) => {
+                    if let Err(e) = self.count_failure(pair, e).await {
+                        result = Err(e);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// One more failed attempt of one entry: dead-lettered at `max_attempts`, else `Err`
+    /// (the writer backs off and retries).
+    async fn count_failure(&self, pair: &(OrderIntent, usize), e: DbErr) -> anyhow::Result<()> {
+        let (intent, idx) = pair;
+        let n = self.attempts.bump(&intent.entry_id);
+        if n >= self.max_attempts {
+            self.dead_letter(
+                &self.entries[*idx],
+                &format!("failed {n} times with MySQL reachable: {e}"),
+            )
+            .await?;
+            self.attempts.forget(&intent.entry_id);
+            return Ok(());
+        }
+        tracing::warn!(error = %e, entry = %intent.entry_id, attempt = n, "order intent failed");
+        Err(e.into())
+    }
+
+    /// Acks entries and deletes them from the stream, atomically: the stream then holds
+    /// exactly the orders not yet in MySQL (what `writer.max_backlog` bounds).
+    async fn ack(&self, ids: &[&str]) -> redis::RedisResult<()> {
+        redis::pipe()
+            .atomic()
+            .xack(&self.keys.stream, WRITER_GROUP, ids)
+            .ignore()
+            .xdel(&self.keys.stream, ids)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Moves one entry to the dead-letter stream with its reason, atomically with its ack.
+    async fn dead_letter(&self, entry: &StreamId, reason: &str) -> redis::RedisResult<()> {
+        let keys = &self.keys;
+        tracing::error!(entry = %entry.id, stream = %keys.stream, reason, "dead-lettering order intent");
+        metrics::counter!("seckill_writer_orders_total", "result" => "dead_letter").increment(1);
+        let mut fields: Vec<(String, Vec<u8>)> = vec![
+            ("entry".into(), entry.id.clone().into_bytes()),
+            ("reason".into(), reason.as_bytes().to_vec()),
+        ];
+        // Keep the original fields as they were, whatever their type.
+        fields.extend(entry.map.iter().map(|(k, v)| {
+            let raw = match v {
+                redis::Value::BulkString(b) => b.clone(),
+                other => format!("{other:?}").into_bytes(),
+            };
+            (format!("orig_{k}"), raw)
+        }));
+        redis::pipe()
+            .atomic()
+            .xadd(&keys.dead, "*", &fields)
+            .ignore()
+            .xack(&keys.stream, WRITER_GROUP, &[&entry.id])
+            .ignore()
+            .xdel(&keys.stream, &[&entry.id])
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await
+    }
 }
 
 fn record_batch(outcome: &BatchOutcome, took: Duration, intents: &[OrderIntent]) {

@@ -11,8 +11,12 @@
 //!   users already present and inserts nothing, and the entries are acked;
 //! - MySQL down: the batch fails, nothing is acked, the writer backs off and re-reads its own
 //!   pending entries first when MySQL is back;
-//! - an entry that can never be stored (malformed, unknown activity) is moved to the
-//!   activity's dead-letter stream with the reason, so it does not block the others.
+//! - an entry that can never be stored (malformed, unknown activity, or failing
+//!   `writer.max_attempts` times while MySQL is reachable) is moved to the activity's
+//!   dead-letter stream with the reason, so it does not block the others;
+//! - an acked entry is deleted from the stream in the same `MULTI`, so the stream holds
+//!   exactly the accepted orders not yet in MySQL: the gate bounds that backlog
+//!   (`writer.max_backlog`) and the admin stats report it with `XLEN`.
 //!
 //! Consumer names are unique per process, so two writers never share a pending list.
 //!
@@ -38,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::configuration::WriterSettings;
 use crate::domain::ActivityId;
 use crate::gate::{stream_backlog, ActivityKeys, KeySpace, WRITER_GROUP};
-use batch::Batch;
+use batch::{Attempts, Batch};
 
 /// How often the writer re-reads the set of activities (new sales start mid-run).
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
@@ -64,6 +68,7 @@ pub struct Writer {
     last_claim: Instant,
     /// After a failed batch: re-read our own pending entries (id `0`) before new ones.
     reread_own: bool,
+    attempts: std::sync::Arc<Attempts>,
 }
 
 impl Writer {
@@ -93,6 +98,7 @@ impl Writer {
             last_refresh: None,
             last_claim: Instant::now(),
             reread_own: true,
+            attempts: Default::default(),
         })
     }
 
@@ -110,15 +116,20 @@ impl Writer {
         let max_in_flight = self.settings.max_in_flight.max(1);
         while !shutdown.is_cancelled() {
             // Collect finished batches; wait for one when the pipeline is full.
+            // The backoff starts again from its minimum once a batch is stored.
             let mut failure = None;
             while let Some(done) = in_flight.try_join_next() {
-                if let Err(e) = flatten(done) {
-                    failure = Some(e);
+                match flatten(done) {
+                    Ok(()) => delay = Duration::from_millis(self.settings.retry_min_ms),
+                    Err(e) => failure = Some(e),
                 }
             }
             if failure.is_none() && in_flight.len() >= max_in_flight {
                 if let Some(done) = in_flight.join_next().await {
-                    failure = flatten(done).err();
+                    match flatten(done) {
+                        Ok(()) => delay = Duration::from_millis(self.settings.retry_min_ms),
+                        Err(e) => failure = Some(e),
+                    }
                 }
             }
             let result = match failure {
@@ -130,7 +141,6 @@ impl Writer {
                 }),
             };
             let Err(e) = result else {
-                delay = Duration::from_millis(self.settings.retry_min_ms);
                 continue;
             };
             // A failure: let the other batches finish, then re-read our own pending entries
@@ -302,6 +312,8 @@ impl Writer {
             entries,
             db: self.db.clone(),
             conn: self.ack_conn.clone(),
+            attempts: self.attempts.clone(),
+            max_attempts: self.settings.max_attempts.max(1),
         }
     }
 }

@@ -18,7 +18,7 @@ async fn fixture(stock: i64, limit: i64, starts_in_ms: i64, ends_in_ms: i64) -> 
     let client = redis::Client::open(settings.redis.url.as_str()).unwrap();
     let conn = client.get_connection_manager().await.unwrap();
     let keys = KeySpace::new(settings.redis.key_prefix);
-    let gate = Gate::new(conn.clone(), keys.clone(), 60);
+    let gate = Gate::new(conn.clone(), keys.clone(), 60, 0);
     tokio::spawn(gate.sold_out_cache().run_invalidator(
         client,
         keys.seeded_channel(),

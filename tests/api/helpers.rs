@@ -56,6 +56,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        // `TEST_LOG=1 RUST_LOG=warn cargo test …`: the service's logs on the test's output.
+        seckill::telemetry::init_tracing();
+    }
     let mut settings = test_settings();
     adjust(&mut settings);
     let app = Application::build(settings.clone())

@@ -1,0 +1,217 @@
+//! Operator tools: compare Redis with MySQL, and rebuild an activity's sale state in Redis.
+//!
+//! During a sale Redis holds what the gate decides with (remaining stock, buyers,
+//! idempotency records) and the stream of accepted orders not yet in MySQL; MySQL holds the
+//! durable rows. After a fault the two can disagree:
+//!
+//! - Redis restarted empty (no persistence) or was flushed: the activity has no sale state.
+//!   The gate then refuses to sell it (`503`: never "unlimited", never "zero, then seeded
+//!   again from scratch") until [`rebuild`] restores it from MySQL;
+//! - Redis failed over and lost its last writes: the stock may be higher than the orders
+//!   say (the writer's oversell guard stores the excess as `rejected`), buyers may be
+//!   missing. [`reconcile`] lists every discrepancy; [`rebuild`] repairs them.
+//!
+//! How a rebuild stays exact while buyers keep calling:
+//! 1. pause the sale (delete the meta hash: the script answers "not found", the service
+//!    `503`), so no order is accepted while the state is being read;
+//! 2. read the stream (orders accepted but not yet stored) *before* the rows: an entry the
+//!    writer stores in between is then seen twice, and counted once by its order id, never
+//!    zero times;
+//! 3. write every buyer and every idempotency record still within its TTL, from the rows
+//!    (MySQL is the truth) and from the stream's entries not in MySQL;
+//! 4. re-seed: remaining = total − (sold in MySQL + units accepted and still in the stream).
+//!    The seed publishes an invalidation, so no instance keeps a stale sold-out view.
+
+mod reconcile;
+
+pub use reconcile::{reconcile, Discrepancy};
+
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+
+use crate::domain::{ActivityId, UserId};
+use crate::gate::{Gate, OrderRecord, RestoreCounts, RestoredOrder, SeedOutcome, SeedSpec};
+use crate::store::entity::{activity, order, utc};
+use crate::writer::OrderIntent;
+
+/// Why a recovery tool could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("activity {0} is not in MySQL")]
+    UnknownActivity(ActivityId),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("mysql: {0}")]
+    Db(#[from] DbErr),
+    #[error("the seed refused: {0}")]
+    Seed(String),
+}
+
+/// What [`rebuild`] restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub activity: ActivityId,
+    pub restored: RestoreCounts,
+    /// Accepted orders found in the stream and not yet in MySQL.
+    pub in_stream: u64,
+    pub remaining: i64,
+}
+
+/// What MySQL and the stream say about one activity's orders.
+struct Orders {
+    row: activity::Model,
+    /// Every order row, and the stream's accepted entries that are not rows yet.
+    restored: Vec<RestoredOrder>,
+    /// Units taken: MySQL's `sold` plus the units of those stream entries.
+    taken: i64,
+    in_stream: u64,
+    /// Units of the rows with status `created` (what `sold` must equal).
+    created_units: i64,
+}
+
+/// Rebuilds the activity's sale state in Redis from MySQL (and the stream, if Redis kept
+/// it). Safe to run on a live activity; buyers get `503` while it runs.
+pub async fn rebuild(
+    gate: &Gate,
+    db: &DatabaseConnection,
+    activity: ActivityId,
+) -> Result<RebuildReport, RecoveryError> {
+    find_activity(db, activity).await?;
+    gate.pause(activity).await?;
+    let orders = collect(gate, db, activity).await?;
+    let restored = gate
+        .restore_orders(
+            activity,
+            &orders.restored,
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await?;
+    let spec = SeedSpec {
+        sold: orders.taken,
+        ..SeedSpec::from_row(&orders.row, orders.row.total_stock)
+    };
+    let remaining = match gate.seed(&spec).await? {
+        SeedOutcome::Seeded { remaining } => remaining,
+        SeedOutcome::BelowSold { accepted } => {
+            return Err(RecoveryError::Seed(format!(
+                "{accepted} units taken exceed the total stock {}",
+                orders.row.total_stock
+            )))
+        }
+    };
+    tracing::info!(%activity, buyers = restored.buyers, idempotency = restored.idempotency_records,
+        in_stream = orders.in_stream, remaining, "activity rebuilt in redis from mysql");
+    Ok(RebuildReport {
+        activity,
+        restored,
+        in_stream: orders.in_stream,
+        remaining,
+    })
+}
+
+async fn find_activity(
+    db: &DatabaseConnection,
+    activity: ActivityId,
+) -> Result<activity::Model, RecoveryError> {
+    activity::Entity::find_by_id(activity.get())
+        .one(db)
+        .await?
+        .ok_or(RecoveryError::UnknownActivity(activity))
+}
+
+/// Reads the stream, then the rows (in that order: see the module docs).
+async fn collect(
+    gate: &Gate,
+    db: &DatabaseConnection,
+    activity: ActivityId,
+) -> Result<Orders, RecoveryError> {
+    let intents = stream_intents(gate, activity).await?;
+    let row = find_activity(db, activity).await?;
+    let rows = order::Entity::find()
+        .filter(order::Column::ActivityId.eq(activity.get()))
+        .all(db)
+        .await?;
+    let mut users: HashSet<u64> = HashSet::with_capacity(rows.len());
+    let ids: HashSet<u64> = rows.iter().map(|r| r.id).collect();
+    let mut restored = Vec::with_capacity(rows.len() + intents.len());
+    let mut created_units = 0;
+    for r in &rows {
+        if r.status == order::STATUS_CREATED {
+            created_units += i64::from(r.quantity);
+        }
+        users.insert(r.user_id);
+        restored.push(RestoredOrder {
+            user: UserId::new(r.user_id),
+            key: r.idempotency_key.clone(),
+            record: OrderRecord {
+                order_id: r.id,
+                quantity: r.quantity.max(0) as u32,
+                created_ms: utc(r.created_at).timestamp_millis(),
+            },
+        });
+    }
+    let mut taken = row.sold;
+    let mut in_stream = 0;
+    for i in intents {
+        // Stored already (read before the rows), or a second order of a buyer who has a
+        // row: the writer stores nothing for it, so it takes no stock.
+        if ids.contains(&i.order_id) || !users.insert(i.user_id) {
+            continue;
+        }
+        in_stream += 1;
+        taken += i64::from(i.quantity);
+        restored.push(RestoredOrder {
+            user: UserId::new(i.user_id),
+            key: i.idempotency_key,
+            record: OrderRecord {
+                order_id: i.order_id,
+                quantity: i.quantity.max(0) as u32,
+                created_ms: i.created_ms,
+            },
+        });
+    }
+    Ok(Orders {
+        row,
+        restored,
+        taken,
+        in_stream,
+        created_units,
+    })
+}
+
+/// Every entry of the activity's stream: the writer deletes entries once stored, so these
+/// are the accepted orders not yet in MySQL (or stored and not yet acked).
+async fn stream_intents(
+    gate: &Gate,
+    activity: ActivityId,
+) -> Result<Vec<OrderIntent>, redis::RedisError> {
+    let k = gate.keys().activity(activity);
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&k.stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut gate.connection())
+        .await?;
+    Ok(reply
+        .ids
+        .iter()
+        .filter_map(|e| OrderIntent::parse(e).ok())
+        .collect())
+}
+
+/// The per-user view of an activity in Redis, for [`reconcile`].
+async fn buyers(
+    gate: &Gate,
+    activity: ActivityId,
+) -> Result<HashMap<u64, OrderRecord>, redis::RedisError> {
+    let k = gate.keys().activity(activity);
+    let raw: HashMap<u64, String> = redis::cmd("HGETALL")
+        .arg(&k.buyers)
+        .query_async(&mut gate.connection())
+        .await?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|(u, r)| Some((u, OrderRecord::parse(&r)?)))
+        .collect())
+}
