@@ -67,25 +67,33 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         .expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let db = seckill::store::connect(&settings.database)
-        .await
-        .expect("db");
-    let redis = redis::Client::open(settings.redis.url.as_str())
-        .unwrap()
-        .get_connection_manager()
-        .await
-        .expect("redis");
-    TestApp {
-        address,
-        client: reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-        prefix: settings.redis.key_prefix.clone(),
-        settings,
-        db,
-        redis,
+    TestApp::attach(settings, address).await
+}
+
+impl TestApp {
+    /// The test's own clients (HTTP, MySQL, Redis) for a service already listening at
+    /// `address` with `settings`: one built in this process, or a `seckill` child process.
+    pub async fn attach(settings: Settings, address: String) -> TestApp {
+        let db = seckill::store::connect(&settings.database)
+            .await
+            .expect("db");
+        let redis = redis::Client::open(settings.redis.url.as_str())
+            .unwrap()
+            .get_connection_manager()
+            .await
+            .expect("redis");
+        TestApp {
+            address,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            prefix: settings.redis.key_prefix.clone(),
+            settings,
+            db,
+            redis,
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod burst;
+mod crash;
 mod faults;
 mod gate;
 mod helpers;
