@@ -5,8 +5,9 @@
 //!
 //! Shutdown: actix stops accepting on SIGTERM/SIGINT and lets in-flight requests finish
 //! (`server.shutdown_timeout_secs`); then the writer's [`CancellationToken`] fires, the
-//! writer commits and acks the batch in hand, and the process exits. Entries not committed
-//! stay pending in Redis for the next writer.
+//! writer commits and acks the batches in hand, drains what the streams still hold (for at
+//! most half of `server.shutdown_timeout_secs`), and the process exits. Entries not
+//! committed stay pending in Redis for the next writer.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -63,19 +64,31 @@ impl Resources {
         })
     }
 
-    /// Starts the order writer as a task.
+    /// Starts the order writer as a task, with a MySQL pool of its own.
+    ///
+    /// Its own pool, opened here on the caller's runtime: sqlx connections belong to the
+    /// runtime that opened them, and actix runs each HTTP worker on a runtime of its own that
+    /// stops first at shutdown. A connection the writer borrowed from the shared pool could
+    /// have been opened by such a worker and fail just when the writer flushes its last
+    /// batches ("A Tokio 1.x context was found, but it is being shutdown").
     pub async fn spawn_writer(
         &self,
         shutdown: CancellationToken,
     ) -> anyhow::Result<JoinHandle<()>> {
+        let mut db_settings = self.settings.database.clone();
+        db_settings.max_connections = (self.settings.writer.max_in_flight as u32).max(1) + 1;
+        let db = store::connect(&db_settings).await?;
         let writer = Writer::new(
             &self.redis,
-            self.db.clone(),
+            db,
             self.gate.keys().clone(),
             self.settings.writer.clone(),
         )
         .await?;
-        Ok(tokio::spawn(writer.run(shutdown)))
+        // Half the stop's budget for draining the streams: the join in
+        // `run_until_stopped` waits at most the whole of it.
+        let drain_for = Duration::from_secs(self.settings.server.shutdown_timeout_secs) / 2;
+        Ok(tokio::spawn(writer.run(shutdown, drain_for)))
     }
 }
 

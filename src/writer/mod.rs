@@ -69,6 +69,8 @@ pub struct Writer {
     /// After a failed batch: re-read our own pending entries (id `0`) before new ones.
     reread_own: bool,
     attempts: std::sync::Arc<Attempts>,
+    /// Set while draining at a graceful stop: reads return at once instead of blocking.
+    draining: bool,
 }
 
 impl Writer {
@@ -99,6 +101,7 @@ impl Writer {
             last_claim: Instant::now(),
             reread_own: true,
             attempts: Default::default(),
+            draining: false,
         })
     }
 
@@ -107,9 +110,11 @@ impl Writer {
         &self.consumer
     }
 
-    /// Runs until `shutdown` fires, then waits for the batches in flight to be committed and
-    /// acked; entries read but not committed stay pending and are reclaimed.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Runs until `shutdown` fires, then drains: stores what the streams hold until they
+    /// are empty or `drain_for` has passed (see [`Writer::drain`]), and waits for the batches
+    /// in flight to be committed and acked. Entries read but not committed stay pending and
+    /// are reclaimed by the next writer.
+    pub async fn run(mut self, shutdown: CancellationToken, drain_for: Duration) {
         tracing::info!(consumer = %self.consumer, "order writer started");
         let mut delay = Duration::from_millis(self.settings.retry_min_ms);
         let mut in_flight: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -162,12 +167,55 @@ impl Writer {
             }
             delay = (delay * 2).min(Duration::from_millis(self.settings.retry_max_ms));
         }
+        self.drain(&mut in_flight, max_in_flight, drain_for).await;
+        tracing::info!(consumer = %self.consumer, "order writer stopped");
+    }
+
+    /// At a graceful stop, this process accepts no more orders; the orders it (or others)
+    /// accepted may still be in the streams. If this is the last writer to stop, they would
+    /// wait in Redis — inside its loss window — until a writer runs again. So: read without
+    /// blocking and store, until a read finds nothing or the deadline passes (other
+    /// instances may still be accepting). A failure ends the drain: its entries stay pending.
+    async fn drain(
+        &mut self,
+        in_flight: &mut JoinSet<anyhow::Result<()>>,
+        max_in_flight: usize,
+        drain_for: Duration,
+    ) {
+        let deadline = Instant::now() + drain_for;
+        self.draining = true;
+        let mut failed = false;
+        while !failed && Instant::now() < deadline && !self.sources.is_empty() {
+            match self.read().await {
+                Ok(batches) if batches.is_empty() && in_flight.is_empty() => break,
+                Ok(batches) => {
+                    for batch in batches {
+                        in_flight.spawn(batch.persist_and_ack());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "writer drain stopped");
+                    break;
+                }
+            }
+            // Bounded in flight; and before the next read, let the entries read so far be
+            // acked (a read with `>` never returns them again, but an empty read must mean
+            // "nothing left", not "all in flight").
+            while let Some(done) = in_flight.join_next().await {
+                if let Err(e) = flatten(done) {
+                    tracing::warn!(error = %e, "writer batch failed during shutdown; entries stay pending");
+                    failed = true;
+                }
+                if in_flight.len() < max_in_flight / 2 {
+                    break;
+                }
+            }
+        }
         while let Some(done) = in_flight.join_next().await {
             if let Err(e) = flatten(done) {
                 tracing::warn!(error = %e, "writer batch failed during shutdown; entries stay pending");
             }
         }
-        tracing::info!(consumer = %self.consumer, "order writer stopped");
     }
 
     /// A multiplexed connection does not come back by itself once its socket is gone: open
@@ -239,7 +287,7 @@ impl Writer {
             .arg(&self.consumer)
             .arg("COUNT")
             .arg(self.settings.batch_size);
-        if !self.reread_own {
+        if !self.reread_own && !self.draining {
             cmd.arg("BLOCK").arg(self.settings.block_ms);
         }
         cmd.arg("STREAMS");
