@@ -118,7 +118,14 @@ impl Application {
             settings.ids.instance_id,
         )
         .await?;
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))?;
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}:{} (server.host / server.port): {e}",
+                    settings.server.host,
+                    settings.server.port
+                )
+            })?;
         let port = listener.local_addr()?.port();
         let shutdown = CancellationToken::new();
         let writer = if settings.writer.enabled {
