@@ -102,15 +102,7 @@ async fn an_entry_mysql_keeps_refusing_is_dead_lettered_after_n_attempts_and_the
     );
     let user: String = dead.ids[0].get("orig_u").unwrap();
     assert_eq!(user, "666");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     // (The registry is the process's: other tests add to it, hence "at least".)
     assert!(counter(&metrics, "dead_letter") >= 1, "{metrics}");
 }
@@ -363,15 +355,7 @@ async fn when_redis_sells_more_than_the_stock_the_excess_is_stored_rejected_and_
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "rejected");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(counter(&metrics, "rejected") >= 2, "{metrics}");
 }
 

@@ -181,6 +181,12 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The Prometheus page (the registry is the process's, shared by every test app).
+    pub async fn metrics(&self) -> String {
+        let resp = self.client.get(self.url("/metrics")).send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+
     /// Waits until the writer has committed every accepted order of the activity.
     pub async fn wait_drained(&self, activity: u64) -> Value {
         for _ in 0..300 {
