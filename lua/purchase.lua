@@ -9,7 +9,8 @@
 --
 -- All keys share the hash tag {a:<activity_id>}, so the script is valid on Redis Cluster.
 --
--- KEYS[1] meta     hash   name, total, starts_ms, ends_ms, limit (written by the admin seed)
+-- KEYS[1] meta     hash   name, total, starts_ms, ends_ms, limit (written by the admin seed);
+--                         `paused` while an operator rebuilds the state (src/recovery)
 -- KEYS[2] stock    string units left; missing means "not seeded": never sellable
 -- KEYS[3] buyers   hash   user_id -> "order_id:quantity:created_ms"
 -- KEYS[4] idem     string "fingerprint|order_id:quantity:created_ms" with a TTL
@@ -39,9 +40,15 @@ end
 
 -- 2. The activity must have been seeded by the admin endpoint. Without its meta hash we
 --    know nothing about it (unknown, or Redis lost its data): the caller decides which.
-local m = redis.call('HMGET', meta, 'starts_ms', 'ends_ms', 'limit')
+local m = redis.call('HMGET', meta, 'starts_ms', 'ends_ms', 'limit', 'paused')
 if not m[1] then
   return {'not_found'}
+end
+-- A rebuild is reading the orders to restore buyers and stock: nothing may be accepted
+-- (or refused as a repeat buyer) from the state being replaced. Replays were answered above
+-- from their own records; everything else is "not sellable right now".
+if m[4] then
+  return {'not_seeded'}
 end
 
 -- 3. Quantity above the activity's per-user limit is bad input, answered before any write.

@@ -5,8 +5,10 @@
 -- ARGV[1] name   ARGV[2] total stock   ARGV[3] starts_ms   ARGV[4] ends_ms
 -- ARGV[5] per-user limit   ARGV[6] units sold according to MySQL   ARGV[7] writer group
 -- ARGV[8] invalidation channel   ARGV[9] activity id
+-- ARGV[10] '1' for a rebuild (src/recovery): ARGV[6] is then the units taken, counted from
+--          the orders while the sale was paused, and replaces what Redis believed
 --
--- Returns {'ok', remaining} or {'below_sold', accepted}.
+-- Returns {'ok', remaining}, {'below_sold', accepted} or {'paused'}.
 
 local meta, stock, stream = KEYS[1], KEYS[2], KEYS[3]
 local total = tonumber(ARGV[2])
@@ -15,10 +17,18 @@ local total = tonumber(ARGV[2])
 -- what is left: this counts orders accepted but not yet persisted, which MySQL's `sold`
 -- does not know yet. Without Redis state (first seed, or Redis lost its data) MySQL's
 -- `sold` is all there is.
+local rebuild = ARGV[10] == '1'
+-- A rebuild in progress owns the state: an ordinary re-seed now would re-open the sale before
+-- the buyers are restored, with a stock computed from the state being replaced.
+if not rebuild and redis.call('HEXISTS', meta, 'paused') == 1 then
+  return {'paused'}
+end
 local accepted
 local old_total = redis.call('HGET', meta, 'total')
 local left = redis.call('GET', stock)
-if old_total and left then
+if rebuild then
+  accepted = tonumber(ARGV[6])
+elseif old_total and left then
   accepted = tonumber(old_total) - tonumber(left)
 else
   accepted = tonumber(ARGV[6])
@@ -31,6 +41,8 @@ end
 
 redis.call('HSET', meta, 'name', ARGV[1], 'total', total, 'starts_ms', ARGV[3],
   'ends_ms', ARGV[4], 'limit', ARGV[5])
+-- Re-opens the sale if a rebuild had paused it.
+redis.call('HDEL', meta, 'paused')
 redis.call('SET', stock, total - accepted)
 
 -- The consumer group must exist before the first purchase appends to the stream, so the

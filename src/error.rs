@@ -124,24 +124,21 @@ pub fn is_connection_error(e: &sea_orm::DbErr) -> bool {
     }
 }
 
-/// Whether a failed statement may well succeed if simply run again: MySQL unreachable, or a
-/// deadlock / lock wait timeout (InnoDB rolled the statement back; nothing is wrong with
-/// the data). The writer does not count these against an entry's attempts.
-pub fn is_transient_db_error(e: &sea_orm::DbErr) -> bool {
-    use sea_orm::sqlx::mysql::MySqlDatabaseError;
+/// Whether a failed statement was refused for the data it carried — SQLSTATE class `22`
+/// (data exception), `23` (integrity constraint) or `45` (raised by a trigger's `SIGNAL`) —
+/// so that running it again can only fail again. Everything else (MySQL unreachable, read
+/// only after a failover, disk full, lock timeouts, deadlocks, missing privileges, statement
+/// time limits…) says nothing about the entry: the writer retries it for as long as it takes
+/// and never gives up on an accepted order for it.
+pub fn is_data_error(e: &sea_orm::DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
     use sea_orm::{DbErr, RuntimeErr};
-    /// ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK.
-    const RETRYABLE: [u16; 2] = [1205, 1213];
-    if is_connection_error(e) {
-        return true;
-    }
     match e {
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
             match &**e {
                 Sqlx::Database(db) => db
-                    .try_downcast_ref::<MySqlDatabaseError>()
-                    .is_some_and(|m| RETRYABLE.contains(&m.number())),
+                    .code()
+                    .is_some_and(|state| ["22", "23", "45"].iter().any(|c| state.starts_with(c))),
                 _ => false,
             }
         }

@@ -76,12 +76,25 @@ impl Gate {
         Ok(counts)
     }
 
-    /// Pauses the sale of an activity: without its meta hash the purchase script answers
-    /// "not found", which the service turns into `503` (the row is in MySQL). Re-seeding
-    /// writes the meta hash again.
-    pub async fn pause(&self, activity: ActivityId) -> Result<(), redis::RedisError> {
-        redis::cmd("DEL")
+    /// Whether a rebuild holds the activity's sale paused.
+    pub async fn is_paused(&self, activity: ActivityId) -> Result<bool, redis::RedisError> {
+        redis::cmd("HEXISTS")
             .arg(self.keys.activity(activity).meta)
+            .arg("paused")
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Pauses the sale of an activity for a rebuild: the purchase script answers every
+    /// request but a replay with "not sellable" (`503`), and an ordinary re-seed refuses,
+    /// until [`Gate::seed_rebuilt`] re-opens it. The invalidation drops every instance's
+    /// sold-out view, so none answers `sold_out` from the state being replaced.
+    pub async fn pause(&self, activity: ActivityId) -> Result<(), redis::RedisError> {
+        redis::pipe()
+            .hset(self.keys.activity(activity).meta, "paused", 1)
+            .ignore()
+            .publish(self.keys.seeded_channel(), activity.get())
+            .ignore()
             .query_async(&mut self.conn.clone())
             .await
     }

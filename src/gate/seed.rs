@@ -44,11 +44,27 @@ pub enum SeedOutcome {
     BelowSold {
         accepted: i64,
     },
+    /// A rebuild of the activity is in progress (it re-seeds when done).
+    Paused,
 }
 
 impl Gate {
     /// Seeds or re-seeds the activity atomically, then registers it for the writer.
     pub async fn seed(&self, spec: &SeedSpec) -> Result<SeedOutcome, redis::RedisError> {
+        self.run_seed(spec, false).await
+    }
+
+    /// The seed that ends a rebuild (`src/recovery`): `spec.sold` is the units taken as
+    /// counted from the orders, and replaces what Redis believed; it also re-opens the sale.
+    pub async fn seed_rebuilt(&self, spec: &SeedSpec) -> Result<SeedOutcome, redis::RedisError> {
+        self.run_seed(spec, true).await
+    }
+
+    async fn run_seed(
+        &self,
+        spec: &SeedSpec,
+        rebuild: bool,
+    ) -> Result<SeedOutcome, redis::RedisError> {
         let k = self.keys.activity(spec.id);
         let mut conn = self.conn.clone();
         let reply: Vec<String> = self
@@ -65,12 +81,14 @@ impl Gate {
             .arg(WRITER_GROUP)
             .arg(self.keys.seeded_channel())
             .arg(spec.id.get())
+            .arg(if rebuild { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await?;
         let number = reply.get(1).and_then(|s| s.parse::<i64>().ok());
         let outcome = match (reply.first().map(String::as_str), number) {
             (Some("ok"), Some(remaining)) => SeedOutcome::Seeded { remaining },
             (Some("below_sold"), Some(accepted)) => return Ok(SeedOutcome::BelowSold { accepted }),
+            (Some("paused"), _) => return Ok(SeedOutcome::Paused),
             _ => {
                 return Err(redis::RedisError::from((
                     redis::ErrorKind::UnexpectedReturnType,

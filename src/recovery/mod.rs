@@ -12,15 +12,18 @@
 //!   missing. [`reconcile`] lists every discrepancy; [`rebuild`] repairs them.
 //!
 //! How a rebuild stays exact while buyers keep calling:
-//! 1. pause the sale (delete the meta hash: the script answers "not found", the service
-//!    `503`), so no order is accepted while the state is being read;
-//! 2. read the stream (orders accepted but not yet stored) *before* the rows: an entry the
-//!    writer stores in between is then seen twice, and counted once by its order id, never
-//!    zero times;
-//! 3. write every buyer and every idempotency record still within its TTL, from the rows
-//!    (MySQL is the truth) and from the stream's entries not in MySQL;
-//! 4. re-seed: remaining = total − (sold in MySQL + units accepted and still in the stream).
-//!    The seed publishes an invalidation, so no instance keeps a stale sold-out view.
+//! 1. pause the sale (a `paused` field in the meta hash: the script answers everything but
+//!    a replay with "not sellable", `503`, and an ordinary re-seed refuses), so no order is
+//!    accepted while the state is being read, and no instance keeps a sold-out view;
+//! 2. read the stream (orders accepted but not yet stored) and the dead letters (accepted,
+//!    never stored) *before* the rows: an entry the writer stores in between is then seen
+//!    twice, and counted once by its order id, never zero times;
+//! 3. count the units taken from what was read — the `created` rows, plus the stream's and
+//!    the dead letters' orders that are not rows — never from the activity row's `sold`,
+//!    which a commit between two reads could leave behind the rows;
+//! 4. write every buyer and every idempotency record still within its TTL, from the rows
+//!    (MySQL is the truth) and from those entries;
+//! 5. re-seed with remaining = total − taken, which re-opens the sale.
 
 mod reconcile;
 
@@ -53,9 +56,12 @@ pub enum RecoveryError {
 pub struct RebuildReport {
     pub activity: ActivityId,
     pub restored: RestoreCounts,
-    /// Accepted orders found in the stream and not yet in MySQL.
+    /// Accepted orders found in the stream (or dead-lettered) and not in MySQL.
     pub in_stream: u64,
     pub remaining: i64,
+    /// Units accepted beyond the total (Redis oversold before the rebuild): the writer will
+    /// store those orders as `rejected`.
+    pub oversold: i64,
 }
 
 /// What MySQL and the stream say about one activity's orders.
@@ -63,7 +69,8 @@ struct Orders {
     row: activity::Model,
     /// Every order row, and the stream's accepted entries that are not rows yet.
     restored: Vec<RestoredOrder>,
-    /// Units taken: MySQL's `sold` plus the units of those stream entries.
+    /// Units taken: the `created` rows' plus those of the stream's and the dead letters'
+    /// orders that are not rows.
     taken: i64,
     in_stream: u64,
     /// Units of the rows with status `created` (what `sold` must equal).
@@ -80,6 +87,7 @@ pub async fn rebuild(
     find_activity(db, activity).await?;
     gate.pause(activity).await?;
     let orders = collect(gate, db, activity).await?;
+    let total = orders.row.total_stock;
     let restored = gate
         .restore_orders(
             activity,
@@ -87,18 +95,15 @@ pub async fn rebuild(
             chrono::Utc::now().timestamp_millis(),
         )
         .await?;
+    // Taken beyond the total (Redis oversold): sell nothing more; the excess orders are
+    // stored as `rejected` by the writer's guard. Never leave the sale paused for it.
     let spec = SeedSpec {
-        sold: orders.taken,
-        ..SeedSpec::from_row(&orders.row, orders.row.total_stock)
+        sold: orders.taken.min(total),
+        ..SeedSpec::from_row(&orders.row, total)
     };
-    let remaining = match gate.seed(&spec).await? {
+    let remaining = match gate.seed_rebuilt(&spec).await? {
         SeedOutcome::Seeded { remaining } => remaining,
-        SeedOutcome::BelowSold { accepted } => {
-            return Err(RecoveryError::Seed(format!(
-                "{accepted} units taken exceed the total stock {}",
-                orders.row.total_stock
-            )))
-        }
+        other => return Err(RecoveryError::Seed(format!("{other:?}"))),
     };
     tracing::info!(%activity, buyers = restored.buyers, idempotency = restored.idempotency_records,
         in_stream = orders.in_stream, remaining, "activity rebuilt in redis from mysql");
@@ -107,6 +112,7 @@ pub async fn rebuild(
         restored,
         in_stream: orders.in_stream,
         remaining,
+        oversold: (orders.taken - total).max(0),
     })
 }
 
@@ -126,7 +132,8 @@ async fn collect(
     db: &DatabaseConnection,
     activity: ActivityId,
 ) -> Result<Orders, RecoveryError> {
-    let intents = stream_intents(gate, activity).await?;
+    let mut intents = stream_intents(gate, activity).await?;
+    intents.extend(dead_letter_intents(gate, activity).await?);
     let row = find_activity(db, activity).await?;
     let rows = order::Entity::find()
         .filter(order::Column::ActivityId.eq(activity.get()))
@@ -151,7 +158,7 @@ async fn collect(
             },
         });
     }
-    let mut taken = row.sold;
+    let mut taken = created_units;
     let mut in_stream = 0;
     for i in intents {
         // Stored already (read before the rows), or a second order of a buyer who has a
@@ -197,6 +204,33 @@ async fn stream_intents(
         .ids
         .iter()
         .filter_map(|e| OrderIntent::parse(e).ok())
+        .collect())
+}
+
+/// The orders of the activity's dead-letter stream (accepted, never stored), from the
+/// original fields each dead letter keeps as `orig_<field>`.
+async fn dead_letter_intents(
+    gate: &Gate,
+    activity: ActivityId,
+) -> Result<Vec<OrderIntent>, redis::RedisError> {
+    let k = gate.keys().activity(activity);
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&k.dead)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut gate.connection())
+        .await?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .filter_map(|mut e| {
+            e.map = e
+                .map
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("orig_")?.to_owned(), v)))
+                .collect();
+            OrderIntent::parse(&e).ok()
+        })
         .collect())
 }
 

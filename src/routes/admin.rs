@@ -99,6 +99,9 @@ pub async fn set_stock(
     let StockRequest { stock } = json_body(&req, payload, ADMIN_BODY_LIMIT).await?;
     let stock = crate::domain::parse_stock(stock).map_err(ApiError::InvalidRequest)?;
     let mut row = find(&db, id).await?;
+    if gate.is_paused(id).await? {
+        return Err(rebuild_in_progress());
+    }
     if gate.snapshot(id).await?.is_none() {
         // Redis lost the sale state: seeding the bare stock would forget who bought (they
         // could buy again) and their idempotency records. Rebuild them from MySQL first.
@@ -116,7 +119,13 @@ pub async fn set_stock(
     // MySQL.
     if stock >= row.total_stock {
         update_total(&db, id, stock).await?;
-        seed_or_conflict(&gate, &SeedSpec::from_row(&row, stock)).await?;
+        if let Err(e) = seed_or_conflict(&gate, &SeedSpec::from_row(&row, stock)).await {
+            // Refused (a rebuild started since the check above, or Redis failed): put the
+            // old total back, so that an error changes nothing. Nothing can have been sold
+            // against the raise: Redis never saw it.
+            update_total(&db, id, row.total_stock).await?;
+            return Err(e);
+        }
     } else {
         seed_or_conflict(&gate, &SeedSpec::from_row(&row, stock)).await?;
         update_total(&db, id, stock).await?;
@@ -172,10 +181,17 @@ async fn update_total(db: &DatabaseConnection, id: ActivityId, stock: i64) -> Re
     Ok(())
 }
 
+fn rebuild_in_progress() -> ApiError {
+    ApiError::Unavailable(
+        "a rebuild of this activity's sale state is in progress; try again when it is done".into(),
+    )
+}
+
 async fn seed_or_conflict(gate: &Gate, spec: &SeedSpec) -> Result<(), ApiError> {
     match gate.seed(spec).await? {
         SeedOutcome::Seeded { .. } => Ok(()),
         SeedOutcome::BelowSold { accepted } => Err(ApiError::StockBelowSold { accepted }),
+        SeedOutcome::Paused => Err(rebuild_in_progress()),
     }
 }
 

@@ -1,13 +1,15 @@
 //! One stream's entries on their way to MySQL: persist, then ack; dead-letter what can never
 //! be stored. Runs as its own task, so the writer can read the next batch meanwhile.
 //!
-//! When a batch fails while MySQL is reachable (a statement error, not a lost connection),
-//! one entry may be at fault and would block every entry read with it, forever. So the
-//! batch is retried one entry at a time: the good entries are stored and acked, and an
-//! entry that keeps failing is counted ([`Attempts`]) and, after `writer.max_attempts`
-//! failures, moved to the dead-letter stream with the error as its reason. Failures that
-//! say nothing about the entry (MySQL unreachable, deadlock, lock wait timeout) are not
-//! counted: the writer backs off and retries the whole batch.
+//! When MySQL refuses a batch for the data it carries (SQLSTATE class 22, 23 or 45: see
+//! [`is_data_error`]), one entry may be at fault and would block every entry read with it,
+//! forever. So the batch is retried one entry at a time: the good entries are stored and
+//! acked, and an entry that keeps failing is counted ([`Attempts`]) and, after
+//! `writer.max_attempts` failures, moved to the dead-letter stream with the error as its
+//! reason. Every other failure (MySQL unreachable, read-only, full, deadlocked…) says
+//! nothing about the entries and is never counted: the writer backs off and retries the
+//! whole batch, for as long as it takes; the gate's `writer.max_backlog` pauses the sale
+//! meanwhile. Dead-lettering an accepted order on such an error would lose it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,32 +22,29 @@ use sea_orm::{DatabaseConnection, DbErr};
 use super::intent::OrderIntent;
 use super::persist::{persist_batch, BatchOutcome, PersistError};
 use crate::domain::ActivityId;
-use crate::error::is_transient_db_error;
+use crate::error::is_data_error;
 use crate::gate::{ActivityKeys, WRITER_GROUP};
 
-/// Failed attempts per stream entry id, for the entries failing now. Kept in memory: after
-/// a restart an entry gets `max_attempts` fresh attempts, which only delays its dead letter.
+/// Failed attempts per (stream, entry id) — entry ids repeat across streams — for the
+/// entries failing now. Kept in memory: after a restart an entry gets `max_attempts` fresh
+/// attempts, which only delays its dead letter.
 #[derive(Default)]
-pub(super) struct Attempts(Mutex<HashMap<String, u32>>);
+pub(super) struct Attempts(Mutex<HashMap<(String, String), u32>>);
 
 impl Attempts {
     /// Counts one more failure of `entry`; returns the count.
-    fn bump(&self, entry: &str) -> u32 {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let n = map.entry(entry.to_owned()).or_default();
+    fn bump(&self, stream: &str, entry: &str) -> u32 {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map
+            .entry((stream.to_owned(), entry.to_owned()))
+            .or_default();
         *n += 1;
         *n
     }
 
-    fn forget(&self, entry: &str) {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.remove(entry);
+    fn forget(&self, stream: &str, entry: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&(stream.to_owned(), entry.to_owned()));
     }
 }
 
@@ -97,7 +96,7 @@ impl Batch {
                     // The whole batch can never be stored (e.g. its activity is not in MySQL).
                     poison.extend(intents.iter().map(|&(_, idx)| (idx, reason.clone())));
                 }
-                Err(StoreError::Persist(PersistError::Db(e))) if is_transient_db_error(&e) => {
+                Err(StoreError::Persist(PersistError::Db(e))) if !is_data_error(&e) => {
                     return Err(e.into())
                 }
                 Err(StoreError::Persist(PersistError::Db(e))) if intents.len() == 1 => {
@@ -124,7 +123,7 @@ impl Batch {
         let ids: Vec<&str> = intents.iter().map(|i| i.entry_id.as_str()).collect();
         self.ack(&ids).await.map_err(StoreError::Ack)?;
         for id in ids {
-            self.attempts.forget(id);
+            self.attempts.forget(&self.keys.stream, id);
         }
         Ok(())
     }
@@ -139,7 +138,7 @@ impl Batch {
                 Err(StoreError::Persist(PersistError::Poison(reason))) => {
                     self.dead_letter(&self.entries[pair.1], &reason).await?
                 }
-                Err(StoreError::Persist(PersistError::Db(e))) if is_transient_db_error(&e) => {
+                Err(StoreError::Persist(PersistError::Db(e))) if !is_data_error(&e) => {
                     return Err(e.into())
                 }
                 Err(StoreError::Persist(PersistError::Db(e))) => {
@@ -156,14 +155,14 @@ impl Batch {
     /// (the writer backs off and retries).
     async fn count_failure(&self, pair: &(OrderIntent, usize), e: DbErr) -> anyhow::Result<()> {
         let (intent, idx) = pair;
-        let n = self.attempts.bump(&intent.entry_id);
+        let n = self.attempts.bump(&self.keys.stream, &intent.entry_id);
         if n >= self.max_attempts {
             self.dead_letter(
                 &self.entries[*idx],
                 &format!("failed {n} times with MySQL reachable: {e}"),
             )
             .await?;
-            self.attempts.forget(&intent.entry_id);
+            self.attempts.forget(&self.keys.stream, &intent.entry_id);
             return Ok(());
         }
         tracing::warn!(error = %e, entry = %intent.entry_id, attempt = n, "order intent failed");

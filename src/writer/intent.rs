@@ -36,6 +36,11 @@ impl OrderIntent {
         if intent.idempotency_key.len() > 64 {
             return Err("idempotency key longer than 64 characters".into());
         }
+        // Checked here, entry by entry: found later, in the batch, it would condemn the
+        // batch's other entries with it.
+        if chrono::DateTime::from_timestamp_millis(intent.created_ms).is_none() {
+            return Err(format!("impossible timestamp in entry {}", entry.id));
+        }
         Ok(intent)
     }
 }

@@ -137,6 +137,17 @@ impl Writer {
                     }
                 }
             }
+            // Re-reading our own pending entries (after a failure): one round at a time. A
+            // read from `0` returns every entry not yet acked, including those of batches
+            // still in flight, which would run the same entries several times at once.
+            if failure.is_none() && self.reread_own {
+                while let Some(done) = in_flight.join_next().await {
+                    match flatten(done) {
+                        Ok(()) => delay = Duration::from_millis(self.settings.retry_min_ms),
+                        Err(e) => failure = Some(e),
+                    }
+                }
+            }
             let result = match failure {
                 Some(e) => Err(e),
                 None => self.fetch().await.map(|batches| {

@@ -403,3 +403,105 @@ async fn reconcile_reports_drift_with_a_failing_exit_status_and_repair_fixes_it(
     let (status, code, _) = problem(app.purchase(activity, 2, "again", None).await).await;
     assert_eq!((status, code.as_str()), (409, "already_purchased"));
 }
+
+#[tokio::test]
+async fn an_error_that_says_nothing_about_the_entry_is_retried_never_dead_lettered() {
+    let app = spawn_app_with(|s| {
+        s.writer.max_attempts = 2;
+        s.writer.retry_min_ms = 20;
+        s.writer.retry_max_ms = 50;
+    })
+    .await;
+    let activity = app.create_activity(10, 1).await;
+    // MySQL refuses user 777's rows as a read-only server would (1290, SQLSTATE HY000): the
+    // entries are fine, the server is not. Many more failed rounds than max_attempts pass.
+    let exec = |sql: &str| {
+        app.db
+            .execute_raw(Statement::from_string(app.db.get_database_backend(), sql))
+    };
+    exec(
+        "CREATE TRIGGER read_only BEFORE INSERT ON seckill_order FOR EACH ROW \
+         IF NEW.user_id = 777 THEN SIGNAL SQLSTATE 'HY000' \
+         SET MESSAGE_TEXT = 'read only for now', MYSQL_ERRNO = 1290; END IF",
+    )
+    .await
+    .unwrap();
+    let mut ids = buy_all(&app, activity, [777].into_iter()).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let stats = app.admin_stats(activity).await;
+    assert_eq!(stats["dead_letters"], 0, "{stats}");
+    assert_eq!(stats["pending"], 1, "{stats}");
+    // The server recovers: the order is stored, nothing was lost.
+    exec("DROP TRIGGER read_only").await.unwrap();
+    ids.extend(buy_all(&app, activity, [1].into_iter()).await);
+    app.wait_drained(activity).await;
+    let stored: Vec<u64> = app.orders(activity).await.iter().map(|o| o.id).collect();
+    assert_eq!(stored, ids);
+}
+
+#[tokio::test]
+async fn a_rebuild_during_the_writers_drain_counts_every_order_once() {
+    let app = spawn_app_with(|s| s.writer.batch_size = 1).await;
+    let activity = app.create_activity(1_000, 1).await;
+    let gate = seckill::gate::Gate::new(
+        app.redis.clone(),
+        seckill::gate::KeySpace::new(app.prefix.clone()),
+        app.settings.idempotency.ttl_secs,
+        0,
+    );
+    let id = seckill::domain::ActivityId::new(activity);
+    // Rebuilds race the writer (one entry per batch: many commits during each rebuild's
+    // reads). Each must leave remaining = total − accepted exactly.
+    let mut bought = 0;
+    for round in 0..5u64 {
+        let users = round * 40 + 1..=round * 40 + 40;
+        bought += buy_all(&app, activity, users).await.len() as i64;
+        let report = seckill::recovery::rebuild(&gate, &app.db, id)
+            .await
+            .unwrap();
+        assert_eq!(report.remaining, 1_000 - bought, "round {round}");
+        assert_eq!(app.remaining(activity).await, 1_000 - bought);
+    }
+    let stats = app.wait_drained(activity).await;
+    assert_eq!(stats["persisted"], bought);
+    assert_eq!(app.activity_row(activity).await.sold, bought);
+}
+
+#[tokio::test]
+async fn while_a_rebuild_holds_the_sale_paused_purchases_and_reseeds_wait() {
+    let app = spawn_app_with(|_| {}).await;
+    let activity = app.create_activity(10, 1).await;
+    let first = buy_all(&app, activity, [1].into_iter()).await;
+    let gate = seckill::gate::Gate::new(
+        app.redis.clone(),
+        seckill::gate::KeySpace::new(app.prefix.clone()),
+        app.settings.idempotency.ttl_secs,
+        0,
+    );
+    gate.pause(seckill::domain::ActivityId::new(activity))
+        .await
+        .unwrap();
+    // A new buyer and a second key of a buyer: not sellable now. A replay: still answered.
+    for (user, k) in [(2, "k2"), (1, "other")] {
+        let (status, code, _) = problem(app.purchase(activity, user, k, None).await).await;
+        assert_eq!((status, code.as_str()), (503, "unavailable"), "user {user}");
+    }
+    assert_eq!(buy_all(&app, activity, [1].into_iter()).await, first);
+    // An ordinary re-seed must not re-open the sale under the rebuild.
+    let resp = app
+        .client
+        .put(app.url(&format!("/api/v1/admin/activities/{activity}/stock")))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .json(&serde_json::json!({"stock": 20}))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = problem(resp).await;
+    assert_eq!((status, code.as_str()), (503, "unavailable"));
+    // The rebuild's own seed re-opens it.
+    seckill::recovery::rebuild(&gate, &app.db, seckill::domain::ActivityId::new(activity))
+        .await
+        .unwrap();
+    buy_all(&app, activity, [2].into_iter()).await;
+    assert_eq!(app.remaining(activity).await, 8);
+}
