@@ -71,6 +71,10 @@ pub(super) struct Batch {
     pub conn: MultiplexedConnection,
     pub attempts: Arc<Attempts>,
     pub max_attempts: u32,
+    /// `writer.max_in_flight` permits: one read can return a batch per stream (and reclaimed
+    /// ones), more than the writer's pool has connections; they queue here rather than on
+    /// the pool, whose acquire timeout would turn a wait into a failure and a backoff.
+    pub permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Batch {
@@ -78,6 +82,7 @@ impl Batch {
     /// dead-letter stream (atomically with their ack). On `Err` the entries not yet stored
     /// stay pending for a retry.
     pub async fn persist_and_ack(self) -> anyhow::Result<()> {
+        let _permit = self.permits.clone().acquire_owned().await?;
         let mut intents = Vec::with_capacity(self.entries.len());
         let mut poison = Vec::new();
         for (idx, entry) in self.entries.iter().enumerate() {

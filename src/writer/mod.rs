@@ -69,6 +69,7 @@ pub struct Writer {
     /// After a failed batch: re-read our own pending entries (id `0`) before new ones.
     reread_own: bool,
     attempts: std::sync::Arc<Attempts>,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
     /// Set while draining at a graceful stop: reads return at once instead of blocking.
     draining: bool,
 }
@@ -83,6 +84,7 @@ impl Writer {
     ) -> Result<Self, redis::RedisError> {
         let conn = connect(client).await?;
         let ack_conn = connect(client).await?;
+        let permits = settings.max_in_flight.max(1);
         let consumer = format!(
             "writer-{}-{}",
             std::process::id(),
@@ -101,6 +103,7 @@ impl Writer {
             last_claim: Instant::now(),
             reread_own: true,
             attempts: Default::default(),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
             draining: false,
         })
     }
@@ -373,6 +376,7 @@ impl Writer {
             conn: self.ack_conn.clone(),
             attempts: self.attempts.clone(),
             max_attempts: self.settings.max_attempts.max(1),
+            permits: self.permits.clone(),
         }
     }
 }
