@@ -156,7 +156,6 @@ summary = {
     "peak_rss_mb": round(a.rss_kb / 1024, 1),
     "invariants": read("invariants.txt").strip().splitlines()[-1:] or ["not checked"],
 }
-json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
 
 # --- chart.svg: accepted/s and rejected/s (left axis), persisted rows (right axis) ---------
 W, H, L, R, T, B = 900, 360, 70, 80, 30, 40

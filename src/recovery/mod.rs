@@ -84,6 +84,8 @@ pub async fn rebuild(
     db: &DatabaseConnection,
     activity: ActivityId,
 ) -> Result<RebuildReport, RecoveryError> {
+    // Before pausing: an unknown id must not get a meta hash. `collect` reads the row
+    // again, after the pause, for the total the re-seed uses.
     find_activity(db, activity).await?;
     gate.pause(activity).await?;
     let orders = collect(gate, db, activity).await?;
@@ -193,15 +195,8 @@ async fn stream_intents(
     gate: &Gate,
     activity: ActivityId,
 ) -> Result<Vec<OrderIntent>, redis::RedisError> {
-    let k = gate.keys().activity(activity);
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&k.stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut gate.connection())
-        .await?;
-    Ok(reply
-        .ids
+    let entries = all_entries(gate, &gate.keys().activity(activity).stream).await?;
+    Ok(entries
         .iter()
         .filter_map(|e| OrderIntent::parse(e).ok())
         .collect())
@@ -213,15 +208,8 @@ async fn dead_letter_intents(
     gate: &Gate,
     activity: ActivityId,
 ) -> Result<Vec<OrderIntent>, redis::RedisError> {
-    let k = gate.keys().activity(activity);
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&k.dead)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut gate.connection())
-        .await?;
-    Ok(reply
-        .ids
+    let entries = all_entries(gate, &gate.keys().activity(activity).dead).await?;
+    Ok(entries
         .into_iter()
         .filter_map(|mut e| {
             e.map = e
@@ -232,6 +220,19 @@ async fn dead_letter_intents(
             OrderIntent::parse(&e).ok()
         })
         .collect())
+}
+
+async fn all_entries(
+    gate: &Gate,
+    stream: &str,
+) -> Result<Vec<redis::streams::StreamId>, redis::RedisError> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut gate.connection())
+        .await?;
+    Ok(reply.ids)
 }
 
 /// The per-user view of an activity in Redis, for [`reconcile`].

@@ -119,36 +119,31 @@ impl Writer {
     /// are reclaimed by the next writer.
     pub async fn run(mut self, shutdown: CancellationToken, drain_for: Duration) {
         tracing::info!(consumer = %self.consumer, "order writer started");
-        let mut delay = Duration::from_millis(self.settings.retry_min_ms);
+        let min_delay = Duration::from_millis(self.settings.retry_min_ms);
+        let mut delay = min_delay;
         let mut in_flight: JoinSet<anyhow::Result<()>> = JoinSet::new();
         let max_in_flight = self.settings.max_in_flight.max(1);
         while !shutdown.is_cancelled() {
-            // Collect finished batches; wait for one when the pipeline is full.
-            // The backoff starts again from its minimum once a batch is stored.
+            // Collect finished batches. Until a failure shows up, wait for one when the
+            // pipeline is full, and for all of them before re-reading our own pending
+            // entries (after a failure: one round at a time; a read from `0` returns every
+            // entry not yet acked, including those of batches still in flight, which would
+            // run the same entries several times at once). The backoff starts again from
+            // its minimum once a batch is stored.
             let mut failure = None;
-            while let Some(done) = in_flight.try_join_next() {
+            loop {
+                let wait = failure.is_none()
+                    && (in_flight.len() >= max_in_flight
+                        || (self.reread_own && !in_flight.is_empty()));
+                let done = if wait {
+                    in_flight.join_next().await
+                } else {
+                    in_flight.try_join_next()
+                };
+                let Some(done) = done else { break };
                 match flatten(done) {
-                    Ok(()) => delay = Duration::from_millis(self.settings.retry_min_ms),
+                    Ok(()) => delay = min_delay,
                     Err(e) => failure = Some(e),
-                }
-            }
-            if failure.is_none() && in_flight.len() >= max_in_flight {
-                if let Some(done) = in_flight.join_next().await {
-                    match flatten(done) {
-                        Ok(()) => delay = Duration::from_millis(self.settings.retry_min_ms),
-                        Err(e) => failure = Some(e),
-                    }
-                }
-            }
-            // Re-reading our own pending entries (after a failure): one round at a time. A
-            // read from `0` returns every entry not yet acked, including those of batches
-            // still in flight, which would run the same entries several times at once.
-            if failure.is_none() && self.reread_own {
-                while let Some(done) = in_flight.join_next().await {
-                    match flatten(done) {
-                        Ok(()) => delay = Duration::from_millis(self.settings.retry_min_ms),
-                        Err(e) => failure = Some(e),
-                    }
                 }
             }
             let result = match failure {

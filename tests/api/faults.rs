@@ -30,6 +30,17 @@ async fn buy_all(app: &TestApp, activity: u64, users: impl Iterator<Item = u64>)
     ids
 }
 
+/// A gate on the test app's key prefix, for the recovery tools (as `seckill recover` builds
+/// one).
+fn gate(app: &TestApp) -> seckill::gate::Gate {
+    seckill::gate::Gate::new(
+        app.redis.clone(),
+        seckill::gate::KeySpace::new(app.prefix.clone()),
+        app.settings.idempotency.ttl_secs,
+        0,
+    )
+}
+
 /// `seckill_writer_orders_total{result=…}` in a Prometheus text page.
 fn counter(metrics: &str, result: &str) -> u64 {
     let prefix = format!("seckill_writer_orders_total{{result=\"{result}\"}} ");
@@ -277,12 +288,7 @@ async fn after_redis_lost_its_data_an_activity_is_not_sellable_until_rebuilt_and
         assert_eq!((status, code.as_str()), (503, "unavailable"), "user {user}");
     }
 
-    let gate = seckill::gate::Gate::new(
-        app.redis.clone(),
-        seckill::gate::KeySpace::new(app.prefix.clone()),
-        app.settings.idempotency.ttl_secs,
-        0,
-    );
+    let gate = gate(&app);
     let id = seckill::domain::ActivityId::new(activity);
     let report = seckill::recovery::rebuild(&gate, &app.db, id)
         .await
@@ -443,12 +449,7 @@ async fn an_error_that_says_nothing_about_the_entry_is_retried_never_dead_letter
 async fn a_rebuild_during_the_writers_drain_counts_every_order_once() {
     let app = spawn_app_with(|s| s.writer.batch_size = 1).await;
     let activity = app.create_activity(1_000, 1).await;
-    let gate = seckill::gate::Gate::new(
-        app.redis.clone(),
-        seckill::gate::KeySpace::new(app.prefix.clone()),
-        app.settings.idempotency.ttl_secs,
-        0,
-    );
+    let gate = gate(&app);
     let id = seckill::domain::ActivityId::new(activity);
     // Rebuilds race the writer (one entry per batch: many commits during each rebuild's
     // reads). Each must leave remaining = total − accepted exactly.
@@ -472,12 +473,7 @@ async fn while_a_rebuild_holds_the_sale_paused_purchases_and_reseeds_wait() {
     let app = spawn_app_with(|_| {}).await;
     let activity = app.create_activity(10, 1).await;
     let first = buy_all(&app, activity, [1].into_iter()).await;
-    let gate = seckill::gate::Gate::new(
-        app.redis.clone(),
-        seckill::gate::KeySpace::new(app.prefix.clone()),
-        app.settings.idempotency.ttl_secs,
-        0,
-    );
+    let gate = gate(&app);
     gate.pause(seckill::domain::ActivityId::new(activity))
         .await
         .unwrap();
