@@ -1,17 +1,17 @@
 //! Typed settings, layered with the `config` crate.
 //!
-//! Layers, later ones win: built-in defaults (this file) → `config/default.toml` (if present
-//! in the working directory) → the file named by `SECKILL_CONFIG` (optional) → environment
+//! Layers, later ones win: built-in defaults (`config/default.toml`, compiled in) → the
+//! `config/default.toml` of the working directory (if present: an edited copy) → the file named by `SECKILL_CONFIG` (optional) → environment
 //! variables `SECKILL__SECTION__KEY` (double underscore between the parts, e.g.
 //! `SECKILL__REDIS__KEY_PREFIX`).
 //!
 //! The built-in defaults are the spec's table, so the service runs on a developer machine
-//! with no file at all. The shipped secrets are for development only: [`Settings::check`]
+//! with no file at all; they are written in one place, `config/default.toml`. The shipped secrets are for development only: [`Settings::check`]
 //! refuses them on any address other than loopback.
 
 use std::net::IpAddr;
 
-use config::{Config, Environment, File};
+use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
 /// JWT secret shipped for local development. Refused on non-loopback addresses.
@@ -30,6 +30,7 @@ pub struct Settings {
     pub writer: WriterSettings,
     pub idempotency: IdempotencySettings,
     pub ids: IdSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +41,12 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Seconds a graceful shutdown may take before in-flight work is dropped.
     pub shutdown_timeout_secs: u64,
+    /// A request body must arrive within this long once the handler starts reading it
+    /// (ms); a slower one is answered `408` and its connection closed. (Slow headers are
+    /// cut by actix after 5 s.)
+    pub body_timeout_ms: u64,
+    /// How long a starting process retries its first connections to Redis and MySQL.
+    pub connect_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,8 +86,13 @@ pub struct WriterSettings {
     /// Batches being committed while the next one is read (batches of one activity still
     /// commit one after the other: they lock the activity row).
     pub max_in_flight: usize,
-    /// Entries pending on another consumer for this long are reclaimed (ms).
+    /// Entries pending on another consumer for this long are reclaimed (ms), whether or
+    /// not that consumer looks alive (the last resort).
     pub claim_idle_ms: u64,
+    /// How often a writer renews its heartbeat (ms); the heartbeat lives three times as
+    /// long. Entries of a consumer whose heartbeat is gone are claimed within about that
+    /// TTL plus a second, instead of after `claim_idle_ms`.
+    pub heartbeat_ms: u64,
     /// First retry delay after a failed batch (ms); doubles up to `retry_max_ms`.
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
@@ -106,6 +118,23 @@ pub struct IdSettings {
     pub instance_id: u16,
 }
 
+/// Purchase rate limits, checked before Redis is touched (`429 rate_limited`). A limit
+/// with `*_per_sec = 0` is off.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    /// Purchases per second one user may sustain, and the burst above it.
+    pub per_user_per_sec: u32,
+    pub per_user_burst: u32,
+    /// Purchases per second from one client address, and the burst above it.
+    pub per_address_per_sec: u32,
+    pub per_address_burst: u32,
+    /// Behind a gateway: the header holding the client's address (e.g. `X-Forwarded-For`
+    /// or `X-Real-IP`); its last entry, the one the gateway added, is used. Empty: the TCP
+    /// peer's address. Only set it when every request comes through that gateway: a client
+    /// could otherwise choose its own address.
+    pub address_header: String,
+}
+
 /// Settings could not be loaded or are unsafe to use.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -118,7 +147,7 @@ pub enum SettingsError {
 impl Settings {
     /// Loads the layered configuration described in the module docs.
     pub fn load() -> Result<Self, SettingsError> {
-        let mut builder = defaults(Config::builder())?
+        let mut builder = defaults(Config::builder())
             .add_source(File::with_name("config/default").required(false));
         if let Ok(path) = std::env::var("SECKILL_CONFIG") {
             builder = builder.add_source(File::with_name(&path).required(true));
@@ -150,6 +179,22 @@ impl Settings {
                 "redis.key_prefix must be non-empty and must not contain braces".into(),
             ));
         }
+        // An empty secret signs tokens anyone can forge (HMAC over an empty key), and an
+        // empty admin token would be no password at all.
+        for (key, value) in [
+            ("auth.jwt_secret", &self.auth.jwt_secret),
+            ("admin.token", &self.admin.token),
+        ] {
+            if value.trim().is_empty() {
+                return Err(SettingsError::Invalid(format!("{key} must not be empty")));
+            }
+            if value.len() < 32 && value != DEV_JWT_SECRET && value != DEV_ADMIN_TOKEN {
+                warnings.push(format!(
+                    "{key} is {} bytes long; use at least 32 random bytes",
+                    value.len()
+                ));
+            }
+        }
         let dev_secrets: Vec<&str> = [
             (self.auth.jwt_secret == DEV_JWT_SECRET).then_some("auth.jwt_secret"),
             (self.admin.token == DEV_ADMIN_TOKEN).then_some("admin.token"),
@@ -179,32 +224,14 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The built-in defaults: `config/default.toml`, compiled in, so that the file users read and
+/// copy is the one place where a default is written down.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
 fn defaults(
     builder: config::ConfigBuilder<config::builder::DefaultState>,
-) -> Result<config::ConfigBuilder<config::builder::DefaultState>, config::ConfigError> {
-    builder
-        .set_default("server.host", "127.0.0.1")?
-        .set_default("server.port", 8080)?
-        .set_default("server.workers", 0)?
-        .set_default("server.shutdown_timeout_secs", 10)?
-        .set_default("redis.url", "redis://127.0.0.1:6379")?
-        .set_default("redis.key_prefix", "seckill")?
-        .set_default("database.url", "mysql://root@127.0.0.1:3306/seckill")?
-        .set_default("database.max_connections", 16)?
-        .set_default("auth.jwt_secret", DEV_JWT_SECRET)?
-        .set_default("auth.trust_user_header", false)?
-        .set_default("admin.token", DEV_ADMIN_TOKEN)?
-        .set_default("writer.enabled", true)?
-        .set_default("writer.batch_size", 500)?
-        .set_default("writer.block_ms", 20)?
-        .set_default("writer.max_in_flight", 4)?
-        .set_default("writer.claim_idle_ms", 30_000)?
-        .set_default("writer.retry_min_ms", 100)?
-        .set_default("writer.retry_max_ms", 5_000)?
-        .set_default("writer.max_backlog", 100_000)?
-        .set_default("writer.max_attempts", 5)?
-        .set_default("idempotency.ttl_secs", 86_400)?
-        .set_default("ids.instance_id", 0)
+) -> config::ConfigBuilder<config::builder::DefaultState> {
+    builder.add_source(File::from_str(DEFAULTS, FileFormat::Toml))
 }
 
 #[cfg(test)]
@@ -213,7 +240,6 @@ mod tests {
 
     fn dev() -> Settings {
         defaults(Config::builder())
-            .unwrap()
             .build()
             .unwrap()
             .try_deserialize()
@@ -238,8 +264,8 @@ mod tests {
         assert_eq!(s.check().unwrap().len(), 1);
         s.server.host = "0.0.0.0".into();
         assert!(s.check().is_err());
-        s.auth.jwt_secret = "real".into();
-        s.admin.token = "real".into();
+        s.auth.jwt_secret = "a real secret of 32 bytes or more".into();
+        s.admin.token = "a real token of 32 bytes or more!".into();
         assert!(s.check().unwrap().is_empty());
     }
 
@@ -256,6 +282,24 @@ mod tests {
         assert_eq!(s.redis.key_prefix, "shop_1");
         assert_eq!(s.server.port, 9999);
         assert!(s.auth.trust_user_header);
+    }
+
+    #[test]
+    fn empty_secrets_are_refused_and_short_ones_warned_about() {
+        let mut s = dev();
+        s.auth.jwt_secret = " ".into();
+        assert!(s.check().is_err());
+        s.auth.jwt_secret = "short".into();
+        s.admin.token = String::new();
+        assert!(s.check().is_err());
+        s.admin.token = "x".repeat(32);
+        let warnings = s.check().unwrap();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("auth.jwt_secret is 5 bytes")),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -15,14 +15,25 @@ pub enum ApiError {
     Unauthorized,
     #[error("the Idempotency-Key header is required")]
     IdempotencyKeyMissing,
-    #[error("the Idempotency-Key header must be 1 to 64 characters of [A-Za-z0-9_.:-]")]
-    IdempotencyKeyInvalid,
+    #[error("{0}")]
+    IdempotencyKeyInvalid(&'static str),
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
     #[error("{0}")]
     InvalidRequest(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("a request body must be application/json, got {0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body did not arrive within {0} ms")]
+    RequestTimeout(u64),
+    #[error("this resource allows only {0}")]
+    MethodNotAllowed(&'static str),
+    #[error("too many requests from this {scope}; retry after {retry_after_secs} s")]
+    RateLimited {
+        scope: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("no such activity")]
     ActivityNotFound,
     #[error("no such order")]
@@ -51,10 +62,14 @@ impl ApiError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::IdempotencyKeyMissing => "idempotency_key_missing",
-            Self::IdempotencyKeyInvalid => "idempotency_key_invalid",
+            Self::IdempotencyKeyInvalid(_) => "idempotency_key_invalid",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::InvalidRequest(_) => "invalid_request",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::RequestTimeout(_) => "request_timeout",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::RateLimited { .. } => "rate_limited",
             Self::ActivityNotFound => "activity_not_found",
             Self::OrderNotFound => "order_not_found",
             Self::NotFound => "not_found",
@@ -75,6 +90,10 @@ impl ApiError {
             StatusCode::NOT_FOUND => "Not Found",
             StatusCode::CONFLICT => "Conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "Content Too Large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported Media Type",
+            StatusCode::REQUEST_TIMEOUT => "Request Timeout",
+            StatusCode::METHOD_NOT_ALLOWED => "Method Not Allowed",
+            StatusCode::TOO_MANY_REQUESTS => "Too Many Requests",
             StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Content",
             StatusCode::SERVICE_UNAVAILABLE => "Service Unavailable",
             _ => "Internal Server Error",
@@ -100,49 +119,12 @@ impl From<redis::RedisError> for ApiError {
 /// a schema mismatch, `500`.
 impl From<sea_orm::DbErr> for ApiError {
     fn from(e: sea_orm::DbErr) -> Self {
-        if is_connection_error(&e) {
+        if crate::store::is_connection_error(&e) {
             tracing::warn!(error = %e, "database unreachable");
             Self::Unavailable("database unreachable".into())
         } else {
             Self::Internal(e.into())
         }
-    }
-}
-
-/// Whether a MySQL error means "the server could not be reached" (retry later) rather than
-/// "the statement failed".
-pub fn is_connection_error(e: &sea_orm::DbErr) -> bool {
-    use sea_orm::sqlx::Error as Sqlx;
-    use sea_orm::{DbErr, RuntimeErr};
-    match e {
-        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            **e,
-            Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
-        ),
-        _ => false,
-    }
-}
-
-/// Whether a failed statement was refused for the data it carried — SQLSTATE class `22`
-/// (data exception), `23` (integrity constraint) or `45` (raised by a trigger's `SIGNAL`) —
-/// so that running it again can only fail again. Everything else (MySQL unreachable, read
-/// only after a failover, disk full, lock timeouts, deadlocks, missing privileges, statement
-/// time limits…) says nothing about the entry: the writer retries it for as long as it takes
-/// and never gives up on an accepted order for it.
-pub fn is_data_error(e: &sea_orm::DbErr) -> bool {
-    use sea_orm::sqlx::Error as Sqlx;
-    use sea_orm::{DbErr, RuntimeErr};
-    match e {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            match &**e {
-                Sqlx::Database(db) => db
-                    .code()
-                    .is_some_and(|state| ["22", "23", "45"].iter().any(|c| state.starts_with(c))),
-                _ => false,
-            }
-        }
-        _ => false,
     }
 }
 
@@ -171,11 +153,15 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::IdempotencyKeyMissing | Self::IdempotencyKeyInvalid | Self::InvalidRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::IdempotencyKeyMissing
+            | Self::IdempotencyKeyInvalid(_)
+            | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ActivityNotFound | Self::OrderNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::ActivityNotStarted
             | Self::ActivityEnded
@@ -206,8 +192,24 @@ impl ResponseError for ApiError {
         };
         let mut resp = HttpResponse::build(status);
         resp.content_type("application/problem+json");
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.insert_header((header::RETRY_AFTER, "1"));
+        match self {
+            Self::Unavailable(_) => {
+                resp.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => {
+                resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::MethodNotAllowed(allow) => {
+                resp.insert_header((header::ALLOW, *allow));
+            }
+            // The rest of a body that came too slowly is not worth reading: the connection
+            // is closed after the answer instead of kept alive.
+            Self::RequestTimeout(_) => {
+                resp.force_close();
+            }
+            _ => {}
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

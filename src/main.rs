@@ -173,7 +173,16 @@ async fn reconcile_command(
     };
     let mut drift = false;
     for id in ids {
-        let found = recovery::reconcile(&resources.gate, &resources.db, id).await?;
+        // One broken activity (a row MySQL cannot even decode, say) must not hide the state
+        // of the others: report it, count it as drift, go on.
+        let found = match recovery::reconcile(&resources.gate, &resources.db, id).await {
+            Ok(found) => found,
+            Err(e) => {
+                println!("activity {id}: cannot be checked: {e}");
+                drift = true;
+                continue;
+            }
+        };
         if found.is_empty() {
             println!("activity {id}: consistent");
             continue;
@@ -183,13 +192,22 @@ async fn reconcile_command(
             println!("activity {id}: {d}");
         }
         if repair {
-            let report = recovery::rebuild(&resources.gate, &resources.db, id).await?;
+            let report = match recovery::rebuild(&resources.gate, &resources.db, id).await {
+                Ok(report) => report,
+                Err(e) => {
+                    println!("activity {id}: repair failed: {e}");
+                    continue;
+                }
+            };
             println!(
                 "activity {id}: repaired: {} buyers, {} idempotency records, {} units remaining",
                 report.restored.buyers, report.restored.idempotency_records, report.remaining
             );
-            for d in recovery::reconcile(&resources.gate, &resources.db, id).await? {
-                println!("activity {id}: still: {d}");
+            match recovery::reconcile(&resources.gate, &resources.db, id).await {
+                Ok(still) => still
+                    .iter()
+                    .for_each(|d| println!("activity {id}: still: {d}")),
+                Err(e) => println!("activity {id}: cannot be checked after the repair: {e}"),
             }
         }
     }

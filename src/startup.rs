@@ -23,7 +23,8 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::{AdminAuth, BuyerAuth};
 use crate::configuration::Settings;
 use crate::gate::{Gate, KeySpace};
-use crate::ids::{IdGenerator, InstanceLease};
+use crate::routes::RateLimits;
+use crate::snowflake::{IdGenerator, InstanceLease, LeaseFence};
 use crate::writer::Writer;
 use crate::{error, routes, store, telemetry};
 
@@ -37,18 +38,25 @@ pub struct Resources {
 
 impl Resources {
     /// Connects to Redis and MySQL (creating the database if missing) and migrates.
+    ///
+    /// A process often starts together with its servers (`docker compose up`, a host
+    /// booting): each first connection is retried for `server.connect_wait_secs` before the
+    /// process gives up, instead of failing at once and relying on a restart loop.
     pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let wait = Duration::from_secs(settings.server.connect_wait_secs);
         let redis = redis::Client::open(settings.redis.url.as_str())?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2);
-        let conn = ConnectionManager::new_with_config(redis.clone(), config)
-            .await
-            .map_err(|e| anyhow::anyhow!("redis at {}: {e}", settings.redis.url))?;
-        store::migrate(&settings.database)
-            .await
-            .map_err(|e| anyhow::anyhow!("mysql at {}: {e}", settings.database.url))?;
+        let conn = retry(&format!("redis at {}", settings.redis.url), wait, || {
+            ConnectionManager::new_with_config(redis.clone(), config.clone())
+        })
+        .await?;
+        retry(&format!("mysql at {}", settings.database.url), wait, || {
+            store::migrate(&settings.database)
+        })
+        .await?;
         let db = store::connect(&settings.database).await?;
         let gate = Gate::new(
             conn,
@@ -89,6 +97,31 @@ impl Resources {
         // `run_until_stopped` waits at most the whole of it.
         let drain_for = Duration::from_secs(self.settings.server.shutdown_timeout_secs) / 2;
         Ok(tokio::spawn(writer.run(shutdown, drain_for)))
+    }
+}
+
+/// Runs `attempt` until it succeeds or `wait` has passed, logging each failure.
+async fn retry<T, E, F, Fut>(what: &str, wait: Duration, mut attempt: F) -> anyhow::Result<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "waiting for {what}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => anyhow::bail!(
+                "{what}: {e} (gave up after server.connect_wait_secs = {} s)",
+                wait.as_secs()
+            ),
+        }
     }
 }
 
@@ -138,7 +171,13 @@ impl Application {
             resources.gate.keys().seeded_channel(),
             shutdown.clone(),
         ));
-        let server = run_server(listener, &resources)?;
+        let limits = RateLimits::new(&settings.rate_limit);
+        tokio::spawn(
+            limits
+                .clone()
+                .run_pruner(Duration::from_secs(10), shutdown.clone()),
+        );
+        let server = run_server(listener, &resources, limits, lease.fence())?;
         tracing::info!(port, writer = settings.writer.enabled, "seckill listening");
         Ok(Self {
             port,
@@ -162,6 +201,7 @@ impl Application {
     /// Serves until the server stops, then stops the writer after its current batch.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await;
+        tracing::info!("stopping: HTTP server closed, finishing the order writer");
         self.shutdown.cancel();
         if let Some(writer) = self.writer {
             if tokio::time::timeout(self.shutdown_timeout, writer)
@@ -172,18 +212,28 @@ impl Application {
             }
         }
         self.lease.release().await;
+        tracing::info!("stopped");
         Ok(served?)
     }
 }
 
-fn run_server(listener: TcpListener, r: &Resources) -> std::io::Result<Server> {
+fn run_server(
+    listener: TcpListener,
+    r: &Resources,
+    limits: std::sync::Arc<RateLimits>,
+    fence: LeaseFence,
+) -> std::io::Result<Server> {
     let s = &r.settings;
     let gate = web::Data::new(r.gate.clone());
     let db = web::Data::new(r.db.clone());
-    let ids = web::Data::new(IdGenerator::new(s.ids.instance_id));
+    let ids = web::Data::new(IdGenerator::new(s.ids.instance_id, fence));
     let buyer_auth = web::Data::new(BuyerAuth::new(&s.auth.jwt_secret, s.auth.trust_user_header));
     let admin_auth = web::Data::new(AdminAuth::new(s.admin.token.clone()));
     let metrics = web::Data::new(telemetry::metrics_handle());
+    let limits = web::Data::from(limits);
+    let body_timeout = web::Data::new(routes::BodyTimeout(Duration::from_millis(
+        s.server.body_timeout_ms,
+    )));
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::default())
@@ -193,6 +243,8 @@ fn run_server(listener: TcpListener, r: &Resources) -> std::io::Result<Server> {
             .app_data(buyer_auth.clone())
             .app_data(admin_auth.clone())
             .app_data(metrics.clone())
+            .app_data(limits.clone())
+            .app_data(body_timeout.clone())
             .configure(routes::configure)
             .default_service(web::to(error::not_found_fallback))
     })

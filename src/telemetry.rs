@@ -5,11 +5,20 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the tracing subscriber: `RUST_LOG` filters (default `info`), `SECKILL_LOG=json`
-/// switches to JSON lines. A second call is a no-op.
+/// The log filter without `RUST_LOG`: `info`, except actix-http's line per malformed request
+/// ("stream error: …", at ERROR): any client could write one per packet and flood the logs,
+/// and there is nothing for an operator to do about it. `RUST_LOG=info` brings it back.
+pub const DEFAULT_LOG_FILTER: &str = "info,actix_http::h1::dispatcher=off";
+
+/// Installs the tracing subscriber: `RUST_LOG` filters (default [`DEFAULT_LOG_FILTER`]),
+/// `SECKILL_LOG=json` switches to JSON lines. A second call is a no-op.
 pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    // Colours only on a terminal: a log file full of escape codes is hard to read and grep.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let _ = if std::env::var("SECKILL_LOG").is_ok_and(|v| v == "json") {
         builder.json().try_init()
     } else {
@@ -37,10 +46,84 @@ pub fn metrics_handle() -> PrometheusHandle {
                     )
                 });
             match builder.map(|b| b.install_recorder()) {
-                Ok(Ok(handle)) => handle,
+                Ok(Ok(handle)) => {
+                    describe_metrics();
+                    handle
+                }
                 // Another recorder is installed (embedding app): render an empty registry.
                 _ => PrometheusBuilder::new().build_recorder().handle(),
             }
         })
         .clone()
+}
+
+/// `# HELP` and `# TYPE` for every metric, and every counter registered at 0, so that a
+/// dashboard or an alert on `rate()` sees a series from the first scrape, not from the
+/// first event (an alert on "dead letters > 0" must not wait for the first one to exist).
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "seckill_purchase_total",
+        "Purchase requests by outcome (accepted, replay, each rejection, rate_limited_*)"
+    );
+    let outcomes = crate::gate::GateOutcome::LABELS
+        .into_iter()
+        .chain(["rate_limited_user", "rate_limited_address"]);
+    for outcome in outcomes {
+        metrics::counter!("seckill_purchase_total", "outcome" => outcome).absolute(0);
+    }
+    describe_counter!(
+        "seckill_gate_local_answers_total",
+        "Purchases answered from the local sold-out view, without Redis"
+    );
+    metrics::counter!("seckill_gate_local_answers_total").absolute(0);
+    describe_gauge!(
+        "seckill_stock_remaining",
+        "Units left per activity, as last seen by the gate"
+    );
+    describe_counter!(
+        "seckill_writer_orders_total",
+        "Orders the writer handled, by result (created, rejected, duplicate, dead_letter)"
+    );
+    for result in ["created", "rejected", "duplicate", "dead_letter"] {
+        metrics::counter!("seckill_writer_orders_total", "result" => result).absolute(0);
+    }
+    describe_counter!(
+        "seckill_writer_errors_total",
+        "Writer batches that failed and were retried"
+    );
+    metrics::counter!("seckill_writer_errors_total").absolute(0);
+    describe_counter!(
+        "seckill_writer_careful_batches_total",
+        "Batches that took the careful path (a re-delivery, or Redis sold beyond the stock)"
+    );
+    metrics::counter!("seckill_writer_careful_batches_total").absolute(0);
+    describe_gauge!(
+        "seckill_writer_backlog",
+        "Stream entries not yet committed to MySQL, all activities"
+    );
+    metrics::gauge!("seckill_writer_backlog").set(0.0);
+    describe_histogram!(
+        "seckill_writer_batch_seconds",
+        Unit::Seconds,
+        "Time to persist and acknowledge one batch"
+    );
+    describe_histogram!(
+        "seckill_writer_batch_size",
+        Unit::Count,
+        "Entries per batch"
+    );
+    describe_histogram!(
+        "seckill_writer_lag_seconds",
+        Unit::Seconds,
+        "Acceptance to commit of the oldest order of each batch"
+    );
+    // Registered now, so that they are listed (empty) before the first batch.
+    for name in [
+        "seckill_writer_batch_seconds",
+        "seckill_writer_batch_size",
+        "seckill_writer_lag_seconds",
+    ] {
+        let _ = metrics::histogram!(name);
+    }
 }

@@ -16,7 +16,7 @@
 //   VUS          virtual users of the closed-loop phases         (default 64)
 import http from 'k6/http';
 import { check } from 'k6';
-import { Counter } from 'k6/metrics';
+import { Counter, Gauge } from 'k6/metrics';
 import { SharedArray } from 'k6/data';
 import exec from 'k6/execution';
 
@@ -41,6 +41,8 @@ const soldOut = new Counter('rejected_sold_out');
 const already = new Counter('rejected_already_purchased');
 const unexpected = new Counter('unexpected_answers');
 const inconsistent = new Counter('inconsistent_replays');
+// When the scenarios' clock started (unix ms): loadtest/run places the phases on the timeline.
+const runStarted = new Gauge('run_started_ms');
 
 // 201 and 409 are expected outcomes of a flash sale; anything else is a failure.
 http.setResponseCallback(http.expectedStatuses(201, 409));
@@ -90,6 +92,9 @@ export const options = {
     'http_reqs{phase:spike}': ['count>0'],
     'http_reqs{phase:flood}': ['count>0'],
     'http_reqs{phase:healthz}': ['count>0'],
+    // Arrivals the spike started (asked = started + dropped_iterations): in the summary.
+    'iterations{scenario:spike}': ['count>=0'],
+    run_started_ms: ['value>0'],
     http_req_failed: ['rate<0.001'],
     unexpected_answers: ['count==0'],
     inconsistent_replays: ['count==0'],
@@ -99,6 +104,11 @@ export const options = {
 };
 
 let warned = 0;
+
+// Runs once, right before the scenarios start (their startTime counts from here).
+export function setup() {
+  runStarted.add(Date.now());
+}
 
 function buy(user, key, phase, activity = ACTIVITY) {
   const res = http.post(`${BASE}/api/v1/activities/${activity}/purchase`, null, {

@@ -27,17 +27,22 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ok = match (req.app_data::<web::Data<AdminAuth>>(), super::bearer(req)) {
-            // Constant time: the comparison must not tell how many leading bytes matched.
-            (Some(auth), Some(token)) => {
-                constant_time_eq::constant_time_eq(token.as_bytes(), auth.token.as_bytes())
-            }
-            _ => false,
-        };
-        ready(if ok {
-            Ok(Admin)
-        } else {
-            Err(ApiError::Unauthorized)
-        })
+        ready(check(req))
+    }
+}
+
+fn check(req: &HttpRequest) -> Result<Admin, ApiError> {
+    let token = super::bearer(req)?;
+    let ok = match (req.app_data::<web::Data<AdminAuth>>(), token) {
+        // Constant time: the comparison must not tell how many leading bytes matched.
+        (Some(auth), Some(token)) => {
+            constant_time_eq::constant_time_eq(token.as_bytes(), auth.token.as_bytes())
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(Admin)
+    } else {
+        Err(ApiError::Unauthorized)
     }
 }

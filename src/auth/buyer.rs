@@ -31,18 +31,34 @@ impl FromRequest for Buyer {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).map(Buyer).ok_or(ApiError::Unauthorized))
+        ready(authenticate(req).map(Buyer))
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Option<UserId> {
-    let auth = req.app_data::<web::Data<BuyerAuth>>()?;
+impl Buyer {
+    /// The buyer of a request, for a handler that must do something before authenticating
+    /// (the purchase checks the client address's rate limit first).
+    pub fn of(req: &HttpRequest) -> Result<Self, ApiError> {
+        authenticate(req).map(Buyer)
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<UserId, ApiError> {
+    let auth = req
+        .app_data::<web::Data<BuyerAuth>>()
+        .ok_or(ApiError::Unauthorized)?;
+    let token = super::bearer(req)?;
     if auth.trust_user_header {
         // A gateway in front already authenticated the user; it must strip this header
         // from client requests. A bearer token, if any, is still honoured below.
-        if let Some(v) = req.headers().get("x-user-id") {
-            return v.to_str().ok().and_then(UserId::parse);
+        if let Some(v) = super::single_header(req, "x-user-id")? {
+            return std::str::from_utf8(v)
+                .ok()
+                .and_then(UserId::parse)
+                .ok_or(ApiError::Unauthorized);
         }
     }
-    auth.verifier.verify(super::bearer(req)?)
+    token
+        .and_then(|t| auth.verifier.verify(t))
+        .ok_or(ApiError::Unauthorized)
 }

@@ -13,6 +13,9 @@ pub struct Claims {
     pub sub: String,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// Not before, seconds since the Unix epoch: honoured when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// Verifies buyer tokens.
@@ -26,6 +29,8 @@ impl Verifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 5;
+        // Off by default in jsonwebtoken: a token minted for later must not work now.
+        validation.validate_nbf = true;
         Self {
             key: DecodingKey::from_secret(secret.as_bytes()),
             validation,
@@ -44,6 +49,7 @@ pub fn mint_token(secret: &str, user: UserId, ttl_secs: u64) -> anyhow::Result<S
     let claims = Claims {
         sub: user.to_string(),
         exp,
+        nbf: None,
     };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -63,5 +69,26 @@ mod tests {
         assert_eq!(v.verify(&t), Some(UserId::new(42)));
         assert_eq!(Verifier::new("other").verify(&t), None);
         assert_eq!(v.verify("not.a.jwt"), None);
+    }
+
+    #[test]
+    fn nbf_is_honoured() {
+        let v = Verifier::new("s");
+        let now = chrono::Utc::now().timestamp() as u64;
+        let sign = |nbf: u64| {
+            let claims = Claims {
+                sub: "42".into(),
+                exp: now + 600,
+                nbf: Some(nbf),
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"s"),
+            )
+            .unwrap()
+        };
+        assert_eq!(v.verify(&sign(now + 60)), None, "not valid yet");
+        assert_eq!(v.verify(&sign(now - 1)), Some(UserId::new(42)));
     }
 }

@@ -59,6 +59,9 @@ mod tests {
             "abc",
             " 1",
             "18446744073709551616",
+            "042",
+            "00",
+            "000042",
         ] {
             assert!(ActivityId::parse(bad).is_none(), "{bad:?}");
             assert!(UserId::parse(bad).is_none(), "{bad:?}");

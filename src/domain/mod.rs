@@ -2,6 +2,7 @@
 //! them being valid (a `Quantity` is never 0, an `ActivityId` is never "abc").
 
 mod ids;
+pub mod json_int;
 mod new_activity;
 mod quantity;
 
@@ -36,9 +37,15 @@ pub mod string_id {
     }
 }
 
-/// Strict decimal parsing: digits only (no sign, no spaces, no leading `+`).
+/// Strict decimal parsing: digits only (no sign, no spaces, no leading `+`), and no leading
+/// zero: every id has exactly one spelling, so `/activities/042` is not `/activities/42`
+/// (a path naming a resource two ways would make caches and logs disagree).
 pub(crate) fn parse_decimal_u64(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty()
+        || s.len() > 20
+        || !s.bytes().all(|b| b.is_ascii_digit())
+        || (s.len() > 1 && s.starts_with('0'))
+    {
         return None;
     }
     s.parse().ok()

@@ -1,23 +1,49 @@
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Timelike, Utc};
 use serde::Deserialize;
 
 /// Body of `POST /api/v1/admin/activities` as sent; parsed into [`NewActivity`].
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "Flash sale",
+    "stock": 100,
+    "per_user_limit": 1,
+    "starts_at": "2030-01-01T10:00:00Z",
+    "ends_at": "2030-01-01T11:00:00Z"
+}))]
 pub struct NewActivityRequest {
+    /// 1 to 128 characters once leading and trailing white space is trimmed, no control
+    /// characters (white space at either end is trimmed away, control or not).
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,126}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: String,
+    /// Units on sale.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "super::json_int::integer")]
     pub stock: i64,
+    /// Most units one buyer may order; absent or `null`: 1.
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "super::json_int::optional")]
     pub per_user_limit: Option<i64>,
-    /// RFC 3339
+    /// RFC 3339, from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, no leap second;
+    /// kept to the millisecond (truncated).
+    #[schema(format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub starts_at: String,
-    /// RFC 3339, after `starts_at`
+    /// RFC 3339, after `starts_at` once both are truncated to the millisecond (else `400`);
+    /// same range as `starts_at`.
+    #[schema(format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     pub ends_at: String,
 }
 
 /// Body of `PUT /api/v1/admin/activities/{id}/stock`: the new total stock.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"stock": 150}))]
 pub struct StockRequest {
+    /// The new total stock; not below the units already sold (else `409`).
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "super::json_int::integer")]
     pub stock: i64,
 }
 
@@ -45,6 +71,35 @@ pub fn parse_stock(stock: i64) -> Result<i64, String> {
     }
 }
 
+/// Earliest time a window may name: the Unix epoch (Redis compares windows in milliseconds
+/// since it, and the snowflake ids start after it anyway).
+const MIN_TIME: &str = "1970-01-01T00:00:00Z";
+/// Latest: the end of year 9999, the last a MySQL `DATETIME` holds.
+const MAX_TIME: &str = "9999-12-31T23:59:59.999Z";
+
+/// Parses an RFC 3339 time as it will be stored: UTC, truncated to the millisecond (the
+/// precision of `DATETIME(3)` and of the window check in Redis), so that what is validated
+/// is what is kept. A leap second (`…:60`) is refused: MySQL cannot store it (MariaDB
+/// silently writes `0000-00-00`), and neither can Redis' millisecond clock name it.
+pub fn parse_time(field: &str, v: &str) -> Result<DateTime<Utc>, String> {
+    let t = DateTime::parse_from_rfc3339(v)
+        .map_err(|e| format!("{field} is not an RFC 3339 time ({e}): {v:?}"))?
+        .with_timezone(&Utc);
+    // chrono represents a leap second as a nanosecond field of 1e9 or more.
+    if t.nanosecond() >= 1_000_000_000 {
+        return Err(format!(
+            "{field} is a leap second, which cannot be stored: {v:?}"
+        ));
+    }
+    let bounds = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc));
+    if bounds(MIN_TIME).is_ok_and(|min| t < min) || bounds(MAX_TIME).is_ok_and(|max| t > max) {
+        return Err(format!(
+            "{field} must be from {MIN_TIME} to {MAX_TIME}, got {v:?}"
+        ));
+    }
+    Ok(t.trunc_subsecs(3))
+}
+
 impl TryFrom<NewActivityRequest> for NewActivity {
     type Error = String;
 
@@ -60,15 +115,15 @@ impl TryFrom<NewActivityRequest> for NewActivity {
                 "per_user_limit must be from 1 to {MAX_PER_USER_LIMIT}, got {per_user_limit}"
             ));
         }
-        let time = |field: &str, v: &str| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| format!("{field} is not an RFC 3339 time ({e}): {v:?}"))
-        };
-        let starts_at = time("starts_at", &r.starts_at)?;
-        let ends_at = time("ends_at", &r.ends_at)?;
+        let starts_at = parse_time("starts_at", &r.starts_at)?;
+        let ends_at = parse_time("ends_at", &r.ends_at)?;
         if ends_at <= starts_at {
-            return Err("ends_at must be after starts_at".into());
+            return Err(format!(
+                "ends_at must be after starts_at (times are kept to the millisecond: \
+                 {} is not after {})",
+                ends_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                starts_at.to_rfc3339_opts(SecondsFormat::Millis, true)
+            ));
         }
         Ok(Self {
             name: name.to_owned(),
@@ -108,5 +163,41 @@ mod tests {
         assert!(NewActivity::try_from(req(1, ok.1, ok.0)).is_err());
         assert!(NewActivity::try_from(req(1, ok.0, ok.0)).is_err());
         assert!(NewActivity::try_from(req(1, "yesterday", ok.1)).is_err());
+    }
+
+    #[test]
+    fn times_are_validated_as_stored() {
+        // Shorter than a millisecond: empty once truncated to the stored precision.
+        assert!(NewActivity::try_from(req(
+            1,
+            "2026-01-01T00:00:00.0001Z",
+            "2026-01-01T00:00:00.0002Z"
+        ))
+        .is_err());
+        // A leap second, in either time.
+        for (s, e) in [
+            ("2016-12-31T23:59:60Z", "2017-01-02T00:00:00Z"),
+            ("2016-12-30T00:00:00Z", "2016-12-31T23:59:60Z"),
+            ("2016-12-31T23:59:60.5Z", "2017-01-02T00:00:00Z"),
+        ] {
+            let err = NewActivity::try_from(req(1, s, e)).unwrap_err();
+            assert!(err.contains("leap second"), "{err}");
+        }
+        // Out of what DATETIME and the epoch-millisecond window hold.
+        assert!(
+            NewActivity::try_from(req(1, "0001-01-01T00:00:00Z", "2026-01-01T00:00:00Z")).is_err()
+        );
+        assert!(
+            NewActivity::try_from(req(1, "1969-12-31T23:59:59Z", "2026-01-01T00:00:00Z")).is_err()
+        );
+        // Kept to the millisecond, truncated (not rounded) like the column.
+        let a = NewActivity::try_from(req(
+            1,
+            "2026-01-01T00:00:00.0019Z",
+            "2026-01-01T00:00:00.0021+00:00",
+        ))
+        .unwrap();
+        assert_eq!(a.starts_at.timestamp_subsec_micros(), 1000);
+        assert_eq!(a.ends_at.timestamp_subsec_micros(), 2000);
     }
 }

@@ -43,6 +43,13 @@ impl KeySpace {
         format!("{}:instance:{instance}", self.prefix)
     }
 
+    /// Heartbeat of one writer consumer: present while the process runs (renewed with a
+    /// short TTL). A consumer in the group without one is dead, and its unacknowledged
+    /// entries are claimed by a live writer at once.
+    pub fn writer_heartbeat(&self, consumer: &str) -> String {
+        format!("{}:writer:{consumer}", self.prefix)
+    }
+
     pub fn activity(&self, id: ActivityId) -> ActivityKeys {
         let base = format!("{}:{{a:{id}}}", self.prefix);
         ActivityKeys {

@@ -121,6 +121,22 @@ impl GateOutcome {
     }
 
     /// A short label for metrics and logs.
+    /// Every value [`GateOutcome::label`] can take (the metrics start each at 0).
+    pub const LABELS: [&'static str; 11] = [
+        "accepted",
+        "replay",
+        "idempotency_key_reused",
+        "activity_not_found",
+        "invalid_request",
+        "activity_not_started",
+        "activity_ended",
+        "already_purchased",
+        "not_seeded",
+        "sold_out",
+        "backlog_full",
+    ];
+
+    /// The `outcome` label of `seckill_purchase_total`.
     pub fn label(&self) -> &'static str {
         match self {
             Self::Accepted { .. } => "accepted",

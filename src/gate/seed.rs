@@ -60,6 +60,18 @@ impl Gate {
         self.run_seed(spec, true).await
     }
 
+    /// Removes every key of an activity and unregisters it: undoes the seed of an activity
+    /// whose creation failed (nobody can have bought: its id was never given out).
+    pub async fn unseed(&self, id: ActivityId) -> Result<(), redis::RedisError> {
+        let k = self.keys.activity(id);
+        let mut conn = self.conn.clone();
+        // One slot (the hash tag), one command.
+        let _: () = conn
+            .del(&[&k.meta, &k.stock, &k.buyers, &k.stream, &k.dead])
+            .await?;
+        conn.srem(self.keys.activities(), id.get()).await
+    }
+
     async fn run_seed(
         &self,
         spec: &SeedSpec,

@@ -10,6 +10,19 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     pub const MAX_LEN: usize = 64;
 
+    /// The key of a request's headers. Sent twice, even with the same value, it is refused:
+    /// "the first one wins" would let a proxy and a client disagree on which request this is.
+    pub fn from_headers(headers: &actix_web::http::header::HeaderMap) -> Result<Self, ApiError> {
+        let mut values = headers.get_all("idempotency-key");
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::IdempotencyKeyInvalid(
+                "the Idempotency-Key header must be sent once",
+            ));
+        }
+        Self::from_header(first.map(|v| v.as_bytes()))
+    }
+
     /// Parses the header value; `None` means the header was absent.
     pub fn from_header(value: Option<&[u8]>) -> Result<Self, ApiError> {
         let value = value.ok_or(ApiError::IdempotencyKeyMissing)?;
@@ -18,7 +31,9 @@ impl IdempotencyKey {
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
         if !ok {
-            return Err(ApiError::IdempotencyKeyInvalid);
+            return Err(ApiError::IdempotencyKeyInvalid(
+                "the Idempotency-Key header must be 1 to 64 characters of [A-Za-z0-9_.:-]",
+            ));
         }
         // Every byte was checked to be ASCII above.
         Ok(Self(String::from_utf8_lossy(value).into_owned()))
@@ -61,7 +76,7 @@ mod tests {
             assert!(
                 matches!(
                     IdempotencyKey::from_header(Some(k.as_bytes())),
-                    Err(ApiError::IdempotencyKeyInvalid)
+                    Err(ApiError::IdempotencyKeyInvalid(_))
                 ),
                 "{k:?}"
             );

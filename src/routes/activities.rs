@@ -11,11 +11,20 @@ use crate::gate::Gate;
 use crate::store::entity::{activity, utc};
 
 /// Public view of an activity.
+///
+/// Served from Redis during the sale, from MySQL when Redis holds no state for it.
 #[utoipa::path(
     get,
     path = "/api/v1/activities/{activity_id}",
-    params(("activity_id" = String, Path, description = "activity id")),
-    responses((status = 200, body = ActivityView), (status = 404, description = "activity_not_found"))
+    params(
+        ("activity_id" = String, Path, description = "The activity id: decimal, no leading zero.", pattern = "^[1-9][0-9]{0,19}$"),
+    ),
+    responses(
+        (status = 200, description = "The activity.", body = ActivityView),
+        (status = 404, description = "`activity_not_found` — no activity with this id (also any id that is not decimal without a leading zero).", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
 )]
 pub async fn get_activity(
     path: web::Path<String>,

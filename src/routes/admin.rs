@@ -9,7 +9,7 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, TransactionTrait,
+    PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 
 use super::body::{json_body, ADMIN_BODY_LIMIT};
@@ -18,18 +18,33 @@ use crate::auth::Admin;
 use crate::domain::{ActivityId, NewActivity, NewActivityRequest, StockRequest};
 use crate::error::ApiError;
 use crate::gate::{Gate, SeedOutcome, SeedSpec};
-use crate::ids::IdGenerator;
+use crate::snowflake::IdGenerator;
 use crate::store::entity::{activity, naive, order, utc};
 
 /// Create an activity and seed its stock.
+///
+/// All or nothing: the row is committed in MySQL only once Redis holds the sale state.
 #[utoipa::path(
     post,
     path = "/api/v1/admin/activities",
-    request_body = NewActivityRequest,
+    request_body(content = NewActivityRequest, content_type = "application/json"),
     responses(
-        (status = 201, body = AdminActivityView),
-        (status = 400, description = "invalid_request"),
-        (status = 401, description = "unauthorized"),
+        (status = 201, description = "The activity was created and its stock seeded.", body = AdminActivityView,
+            headers(("Location" = String, description = "`/api/v1/admin/activities/{activity_id}`.")),
+            links(
+                ("GetActivity" = (operation_id = "get_activity", parameters(("activity_id" = "$response.body#/activity_id")), description = "The public view.")),
+                ("GetActivityStats" = (operation_id = "get_activity_stats", parameters(("activity_id" = "$response.body#/activity_id")), description = "The operator's figures.")),
+                ("SetStock" = (operation_id = "set_stock", parameters(("activity_id" = "$response.body#/activity_id")), description = "Re-seed its stock.")),
+                ("Purchase" = (operation_id = "purchase", parameters(("activity_id" = "$response.body#/activity_id")), description = "Buy in it.")),
+                ("GetPurchase" = (operation_id = "get_purchase", parameters(("activity_id" = "$response.body#/activity_id")), description = "The caller's order in it.")),
+            )),
+        (status = 400, description = "`invalid_request` — the body is missing, not a JSON object, has unknown fields or a field of the wrong type; `name` is empty or over 128 characters after trimming, or holds a control character; `stock` is not from 0 to 1000000000; `per_user_limit` is not from 1 to 1000; a time is not RFC 3339, is a leap second, or lies outside 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z; `ends_at` is not after `starts_at` once both are truncated to the millisecond; the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 408, response = super::openapi::RequestTimeout),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("admin_token" = []))
 )]
@@ -47,6 +62,12 @@ pub async fn create_activity(
         .next_id()
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let now = Utc::now();
+    // All or nothing: the row is inserted in a transaction that commits only once Redis
+    // holds the sale state. Nobody can buy before the commit (the id is returned only by
+    // this answer), so a failed commit is undone by removing the Redis state again. A row
+    // without its Redis state would answer 503 until re-seeded; Redis state without its row
+    // would sell orders the writer cannot store.
+    let txn = db.begin().await?;
     let row = activity::ActiveModel {
         id: Set(id),
         name: Set(new.name),
@@ -59,13 +80,30 @@ pub async fn create_activity(
         created_at: Set(naive(now)),
         updated_at: Set(naive(now)),
     }
-    .insert(db.get_ref())
+    .insert(&txn)
     .await?;
-    // MySQL first: an activity seeded in Redis but absent from MySQL would sell orders the
-    // writer cannot store. If the seed fails, the row exists but is not sellable until a
-    // `PUT …/stock` seeds it.
-    gate.seed(&SeedSpec::from_row(&row, row.total_stock))
-        .await?;
+    let spec = SeedSpec::from_row(&row, row.total_stock);
+    match gate.seed(&spec).await {
+        Ok(SeedOutcome::Seeded { .. }) => {}
+        // A fresh id has no state to be paused or below: only a broken Redis answers so.
+        Ok(other) => {
+            gate.unseed(spec.id).await.ok();
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "seeding a new activity answered {other:?}"
+            )));
+        }
+        Err(e) => {
+            // The transaction rolls back when dropped; the script wrote nothing or all.
+            gate.unseed(spec.id).await.ok();
+            return Err(e.into());
+        }
+    }
+    if let Err(e) = txn.commit().await {
+        if let Err(undo) = gate.unseed(spec.id).await {
+            tracing::error!(activity = %spec.id, error = %undo, "could not remove the Redis state of an activity whose row was not committed");
+        }
+        return Err(e.into());
+    }
     let view = admin_view(&gate, &db, ActivityId::new(id)).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/admin/activities/{id}")))
@@ -73,17 +111,27 @@ pub async fn create_activity(
 }
 
 /// Set the activity's total stock and re-seed what remains in Redis.
+///
+/// When Redis lost the sale state, it is rebuilt from MySQL first (buyers, idempotency
+/// records). A refused change changes nothing.
 #[utoipa::path(
     put,
     path = "/api/v1/admin/activities/{activity_id}/stock",
-    params(("activity_id" = String, Path, description = "activity id")),
-    request_body = StockRequest,
+    params(
+        ("activity_id" = String, Path, description = "The activity id: decimal, no leading zero.", pattern = "^[1-9][0-9]{0,19}$"),
+    ),
+    request_body(content = StockRequest, content_type = "application/json"),
     responses(
-        (status = 200, body = AdminActivityView),
-        (status = 400, description = "invalid_request"),
-        (status = 401, description = "unauthorized"),
-        (status = 404, description = "activity_not_found"),
-        (status = 409, description = "stock_below_sold"),
+        (status = 200, description = "The activity with its new stock.", body = AdminActivityView),
+        (status = 400, description = "`invalid_request` — the body is missing, not a JSON object, has unknown fields or a `stock` that is not an integer from 0 to 1000000000; the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, description = "`activity_not_found` — no activity with this id (also any id that is not decimal without a leading zero).", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, response = super::openapi::RequestTimeout),
+        (status = 409, description = "`stock_below_sold` — the new stock is below the units already sold.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("admin_token" = []))
 )]
@@ -98,7 +146,7 @@ pub async fn set_stock(
     let id = ActivityId::parse(&path).ok_or(ApiError::ActivityNotFound)?;
     let StockRequest { stock } = json_body(&req, payload, ADMIN_BODY_LIMIT).await?;
     let stock = crate::domain::parse_stock(stock).map_err(ApiError::InvalidRequest)?;
-    let mut row = find(&db, id).await?;
+    find(&db, id).await?;
     if gate.is_paused(id).await? {
         return Err(rebuild_in_progress());
     }
@@ -108,27 +156,33 @@ pub async fn set_stock(
         crate::recovery::rebuild(&gate, &db, id)
             .await
             .map_err(|e| ApiError::Internal(e.into()))?;
-        row = find(&db, id).await?;
     }
+    // One change at a time per activity: the row stays locked (`FOR UPDATE`) from the
+    // comparison to the commit, across the Redis seed, so two concurrent changes cannot
+    // interleave into MySQL's total from one and Redis' from the other (buyers would then
+    // be told 201 for orders the writer must reject). The new total is invisible to the
+    // writer until the commit, and its conditional update of `sold` waits on the lock, so
+    // it never judges an order against a total Redis has not seen, nor the other way round.
+    let txn = db.begin().await?;
+    let row = activity::Entity::find_by_id(id.get())
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::ActivityNotFound)?;
     if stock < row.sold {
         return Err(ApiError::StockBelowSold { accepted: row.sold });
     }
-    // The writer's oversell guard compares with MySQL's total, Redis sells against its own
-    // remaining stock. Order the two writes so that neither ever allows less than the other:
-    // raise MySQL before Redis, lower Redis (which refuses below its accepted count) before
-    // MySQL.
-    if stock >= row.total_stock {
-        update_total(&db, id, stock).await?;
-        if let Err(e) = seed_or_conflict(&gate, &SeedSpec::from_row(&row, stock)).await {
-            // Refused (a rebuild started since the check above, or Redis failed): put the
-            // old total back, so that an error changes nothing. Nothing can have been sold
-            // against the raise: Redis never saw it.
-            update_total(&db, id, row.total_stock).await?;
-            return Err(e);
+    update_total(&txn, id, stock).await?;
+    // Refused (below what Redis accepted, a rebuild started) or failed: the transaction
+    // rolls back when dropped, and nothing changed.
+    seed_or_conflict(&gate, &SeedSpec::from_row(&row, stock)).await?;
+    if let Err(e) = txn.commit().await {
+        // Redis has the new total, MySQL the old one: put Redis back.
+        if let Err(undo) = seed_or_conflict(&gate, &SeedSpec::from_row(&row, row.total_stock)).await
+        {
+            tracing::error!(activity = %id, error = %undo, "stock change not committed in MySQL and not undone in Redis: run seckill reconcile --repair");
         }
-    } else {
-        seed_or_conflict(&gate, &SeedSpec::from_row(&row, stock)).await?;
-        update_total(&db, id, stock).await?;
+        return Err(e.into());
     }
     Ok(HttpResponse::Ok().json(admin_view(&gate, &db, id).await?))
 }
@@ -137,11 +191,16 @@ pub async fn set_stock(
 #[utoipa::path(
     get,
     path = "/api/v1/admin/activities/{activity_id}",
-    params(("activity_id" = String, Path, description = "activity id")),
+    params(
+        ("activity_id" = String, Path, description = "The activity id: decimal, no leading zero.", pattern = "^[1-9][0-9]{0,19}$"),
+    ),
     responses(
-        (status = 200, body = AdminActivityView),
-        (status = 401, description = "unauthorized"),
-        (status = 404, description = "activity_not_found"),
+        (status = 200, description = "The activity's figures.", body = AdminActivityView),
+        (status = 400, description = "`invalid_request` — the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, description = "`activity_not_found` — no activity with this id (also any id that is not decimal without a leading zero).", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("admin_token" = []))
 )]
@@ -163,7 +222,11 @@ async fn find(db: &DatabaseConnection, id: ActivityId) -> Result<activity::Model
 }
 
 /// `total_stock = stock`, only while `sold <= stock` (a writer may have raised `sold`).
-async fn update_total(db: &DatabaseConnection, id: ActivityId, stock: i64) -> Result<(), ApiError> {
+async fn update_total(
+    db: &impl sea_orm::ConnectionTrait,
+    id: ActivityId,
+    stock: i64,
+) -> Result<(), ApiError> {
     let updated = activity::Entity::update_many()
         .col_expr(activity::Column::TotalStock, Expr::value(stock))
         .col_expr(
@@ -175,7 +238,11 @@ async fn update_total(db: &DatabaseConnection, id: ActivityId, stock: i64) -> Re
         .exec(db)
         .await?;
     if updated.rows_affected == 0 {
-        let sold = find(db, id).await?.sold;
+        let sold = activity::Entity::find_by_id(id.get())
+            .one(db)
+            .await?
+            .ok_or(ApiError::ActivityNotFound)?
+            .sold;
         return Err(ApiError::StockBelowSold { accepted: sold });
     }
     Ok(())

@@ -8,7 +8,12 @@ use serde_json::json;
 use crate::gate::Gate;
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process is alive.", body = super::views::Health))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
@@ -17,7 +22,11 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(
     get,
     path = "/readyz",
-    responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down"))
+    tag = "operations",
+    responses(
+        (status = 200, description = "Redis and MySQL both answer.", body = super::views::Readiness),
+        (status = 503, description = "Redis or MySQL does not answer (a plain JSON body, not a problem document: it tells which).", body = super::views::Readiness),
+    )
 )]
 pub async fn readyz(gate: web::Data<Gate>, db: web::Data<DatabaseConnection>) -> HttpResponse {
     let redis_ok = redis::cmd("PING")
@@ -38,7 +47,12 @@ pub async fn readyz(gate: web::Data<Gate>, db: web::Data<DatabaseConnection>) ->
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text")))]
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4.", body = String, content_type = "text/plain"))
+)]
 pub async fn metrics(handle: web::Data<PrometheusHandle>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

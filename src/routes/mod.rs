@@ -1,5 +1,9 @@
 //! HTTP routes, in the order a request meets the system: buyer endpoints (→ the Lua gate),
 //! admin endpoints (→ MySQL and the seed script), operations.
+//!
+//! Every path is one actix resource with the methods it allows: any other method is answered
+//! `405` with an `Allow` header (not a `404`: the path exists), and every `GET` also answers
+//! `HEAD` (actix sends the headers without the body).
 
 mod activities;
 mod admin;
@@ -8,42 +12,68 @@ mod health;
 mod openapi;
 mod orders;
 mod purchase;
+mod rate_limit;
 mod views;
 
+pub use body::BodyTimeout;
 pub use openapi::ApiDoc;
+pub use rate_limit::RateLimits;
 pub use views::{ActivityView, AdminActivityView, OrderView};
 
-use actix_web::web;
+use actix_web::{guard, web, HttpResponse};
+
+use crate::error::ApiError;
 
 /// Registers every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(health::metrics))
-        .route("/openapi.json", web::get().to(openapi::openapi_json))
+    cfg.service(get("/healthz", health::healthz))
+        .service(get("/readyz", health::readyz))
+        .service(get("/metrics", health::metrics))
+        .service(get("/openapi.json", openapi::openapi_json))
         .service(
             web::scope("/api/v1")
-                .route(
-                    "/activities/{activity_id}/purchase",
-                    web::post().to(purchase::purchase),
+                .service(
+                    web::resource("/activities/{activity_id}/purchase")
+                        .route(web::post().to(purchase::purchase))
+                        .route(get_or_head().to(orders::get_purchase))
+                        .default_service(not_allowed("GET, HEAD, POST")),
                 )
-                .route(
-                    "/activities/{activity_id}/purchase",
-                    web::get().to(orders::get_purchase),
+                .service(get("/activities/{activity_id}", activities::get_activity))
+                .service(get("/orders/{order_id}", orders::get_order))
+                .service(
+                    web::resource("/admin/activities")
+                        .route(web::post().to(admin::create_activity))
+                        .default_service(not_allowed("POST")),
                 )
-                .route(
-                    "/activities/{activity_id}",
-                    web::get().to(activities::get_activity),
-                )
-                .route("/orders/{order_id}", web::get().to(orders::get_order))
-                .route("/admin/activities", web::post().to(admin::create_activity))
-                .route(
+                .service(get(
                     "/admin/activities/{activity_id}",
-                    web::get().to(admin::get_activity_stats),
-                )
-                .route(
-                    "/admin/activities/{activity_id}/stock",
-                    web::put().to(admin::set_stock),
+                    admin::get_activity_stats,
+                ))
+                .service(
+                    web::resource("/admin/activities/{activity_id}/stock")
+                        .route(web::put().to(admin::set_stock))
+                        .default_service(not_allowed("PUT")),
                 ),
         );
+}
+
+/// A resource that answers `GET` and `HEAD` with `handler`, `405` to anything else.
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(get_or_head().to(handler))
+        .default_service(not_allowed("GET, HEAD"))
+}
+
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+/// The answer to a method the resource does not allow.
+fn not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) })
 }

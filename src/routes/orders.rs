@@ -12,14 +12,21 @@ use crate::gate::{Gate, OrderRecord};
 use crate::store::entity::{order, utc};
 
 /// The caller's own order. Another user's order answers 404, never 403.
+///
+/// From MySQL once stored, from the gate's record in Redis while `pending`.
 #[utoipa::path(
     get,
     path = "/api/v1/orders/{order_id}",
-    params(("order_id" = String, Path, description = "order id")),
+    params(
+        ("order_id" = String, Path, description = "The order id: decimal, no leading zero.", pattern = "^[1-9][0-9]{0,19}$"),
+    ),
     responses(
-        (status = 200, body = OrderView),
-        (status = 401, description = "unauthorized"),
-        (status = 404, description = "order_not_found"),
+        (status = 200, description = "The order.", body = OrderView),
+        (status = 400, description = "`invalid_request` — the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, description = "`order_not_found` — no order with this id belongs to the caller (another user's order answers 404, never 403).", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("buyer_jwt" = []))
 )]
@@ -47,11 +54,16 @@ pub async fn get_order(
 #[utoipa::path(
     get,
     path = "/api/v1/activities/{activity_id}/purchase",
-    params(("activity_id" = String, Path, description = "activity id")),
+    params(
+        ("activity_id" = String, Path, description = "The activity id: decimal, no leading zero.", pattern = "^[1-9][0-9]{0,19}$"),
+    ),
     responses(
-        (status = 200, body = OrderView),
-        (status = 401, description = "unauthorized"),
-        (status = 404, description = "order_not_found"),
+        (status = 200, description = "The caller's order in this activity.", body = OrderView),
+        (status = 400, description = "`invalid_request` — the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, description = "`order_not_found` — the caller has no order in this activity (or there is no such activity).", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("buyer_jwt" = []))
 )]

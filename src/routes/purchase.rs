@@ -9,59 +9,90 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use sea_orm::{DatabaseConnection, EntityTrait};
 use serde::Deserialize;
 
-use super::body::{parse_json, read_limited, PURCHASE_BODY_LIMIT};
+use super::body::{read_json, PURCHASE_BODY_LIMIT};
+use super::rate_limit::RateLimits;
 use super::views::OrderView;
 use crate::auth::Buyer;
 use crate::domain::{ActivityId, Quantity};
 use crate::error::ApiError;
 use crate::gate::{Gate, GateOutcome, OrderRecord, PurchaseAttempt};
 use crate::idempotency::{IdempotencyKey, NextAction};
-use crate::ids::IdGenerator;
+use crate::snowflake::IdGenerator;
 use crate::store::entity::activity;
 
 /// Optional purchase body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"quantity": 1}))]
 pub struct PurchaseRequest {
-    /// 1 ≤ quantity ≤ the activity's `per_user_limit`; default 1.
+    /// 1 ≤ quantity ≤ the activity's `per_user_limit` (at most 1000; above the activity's
+    /// own limit: `400`); absent means 1, `null` is refused (`400`).
+    #[serde(default, deserialize_with = "crate::domain::json_int::present")]
+    #[schema(value_type = i64, required = false, minimum = 1, maximum = 1000)]
     pub quantity: Option<i64>,
 }
 
 /// Buy now.
+///
+/// The same user sending the same `Idempotency-Key` with the same payload again gets the
+/// first answer again (`201`, the same `order_id`, `Idempotent-Replayed: true`) for the key's
+/// lifetime (`idempotency.ttl_secs`), also after a sell-out or the end of the sale. Keys are
+/// scoped per (user, activity). Only accepted orders leave a record: a rejected attempt is
+/// decided afresh when retried.
 #[utoipa::path(
     post,
     path = "/api/v1/activities/{activity_id}/purchase",
     params(
-        ("activity_id" = String, Path, description = "activity id"),
-        ("Idempotency-Key" = String, Header, description = "1–64 of [A-Za-z0-9_.:-]"),
+        ("activity_id" = String, Path, description = "The activity id: decimal, no leading zero.", pattern = "^[1-9][0-9]{0,19}$"),
+        ("Idempotency-Key" = String, Header, description = "1 to 64 characters of `[A-Za-z0-9_.:-]`, sent once; scoped per (user, activity).", pattern = "^[A-Za-z0-9_.:-]{1,64}$"),
     ),
-    request_body(content = Option<PurchaseRequest>, description = "optional; empty means quantity 1"),
+    request_body(content = Option<PurchaseRequest>, content_type = "application/json", description = "Optional: an empty body means quantity 1 (and needs no `Content-Type`)."),
     responses(
-        (status = 201, description = "order accepted (or replayed: `Idempotent-Replayed: true`)", body = OrderView),
-        (status = 400, description = "idempotency_key_missing / idempotency_key_invalid / invalid_request"),
-        (status = 401, description = "unauthorized"),
-        (status = 404, description = "activity_not_found"),
-        (status = 409, description = "activity_not_started / activity_ended / already_purchased / sold_out"),
-        (status = 413, description = "payload_too_large"),
-        (status = 422, description = "idempotency_key_reused"),
-        (status = 503, description = "unavailable"),
+        (status = 201, description = "The order was accepted (status `pending`), or this is a replay of the accepted answer to the same key and payload.", body = OrderView,
+            headers(
+                ("Location" = String, description = "`/api/v1/orders/{order_id}`."),
+                ("Idempotent-Replayed" = String, description = "`true` when this answer is a replay of an earlier one; absent otherwise."),
+            ),
+            links(
+                ("GetOrder" = (operation_id = "get_order", parameters(("order_id" = "$response.body#/order_id")), description = "The order just accepted.")),
+                ("GetPurchase" = (operation_id = "get_purchase", parameters(("activity_id" = "$response.body#/activity_id")), description = "The same order, by activity.")),
+            )),
+        (status = 400, description = "`idempotency_key_missing`, `idempotency_key_invalid`, `invalid_request` — the `Idempotency-Key` header is absent, malformed or sent more than once; the body is not a JSON object, has unknown fields, or its `quantity` is not an integer from 1 to the activity's `per_user_limit` (`null` included); the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, description = "`activity_not_found` — no activity with this id (also any id that is not decimal without a leading zero).", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, response = super::openapi::RequestTimeout),
+        (status = 409, description = "`activity_not_started`, `activity_ended`, `already_purchased`, `sold_out` — before `starts_at`; after `ends_at`; the user already has an order in this activity (under another key; its id is in `order_id`); not enough stock left.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, description = "`idempotency_key_reused` — this user already used this key in this activity with a different payload.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, response = super::openapi::RateLimited),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
     ),
     security(("buyer_jwt" = []))
 )]
 pub async fn purchase(
     req: HttpRequest,
     path: web::Path<String>,
-    Buyer(user): Buyer,
     payload: web::Payload,
     gate: web::Data<Gate>,
     ids: web::Data<IdGenerator>,
     db: web::Data<DatabaseConnection>,
 ) -> Result<HttpResponse, ApiError> {
-    let key =
-        IdempotencyKey::from_header(req.headers().get("idempotency-key").map(|v| v.as_bytes()))?;
+    // The address's limit before authentication (a flood of bad tokens is limited too),
+    // the user's after it; both before anything touches Redis.
+    let limits = RateLimits::of(&req);
+    if let Some(l) = limits {
+        l.check_address(&req)?;
+    }
+    let Buyer(user) = Buyer::of(&req)?;
+    if let Some(l) = limits {
+        l.check_user(user)?;
+    }
+    let key = IdempotencyKey::from_headers(req.headers())?;
     let activity = ActivityId::parse(&path).ok_or(ApiError::ActivityNotFound)?;
-    let body = read_limited(&req, payload, PURCHASE_BODY_LIMIT).await?;
-    let quantity = match parse_json::<PurchaseRequest>(&body)?.and_then(|b| b.quantity) {
+    let body = read_json::<PurchaseRequest>(&req, payload, PURCHASE_BODY_LIMIT).await?;
+    let quantity = match body.and_then(|b| b.quantity) {
         Some(q) => Quantity::parse(q).map_err(ApiError::InvalidRequest)?,
         None => Quantity::ONE,
     };

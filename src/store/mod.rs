@@ -5,5 +5,7 @@
 
 mod connect;
 pub mod entity;
+mod errors;
 
 pub use connect::{connect, migrate};
+pub use errors::{is_connection_error, is_data_error};

@@ -22,8 +22,8 @@ use sea_orm::{DatabaseConnection, DbErr};
 use super::intent::OrderIntent;
 use super::persist::{persist_batch, BatchOutcome, PersistError};
 use crate::domain::ActivityId;
-use crate::error::is_data_error;
 use crate::gate::{ActivityKeys, WRITER_GROUP};
+use crate::store::is_data_error;
 
 /// Failed attempts per (stream, entry id) — entry ids repeat across streams — for the
 /// entries failing now. Kept in memory: after a restart an entry gets `max_attempts` fresh

@@ -5,8 +5,14 @@
 //! batches, persists each activity's batch in one MySQL transaction ([`persist`]) and acks
 //! the entries only after the commit. So an entry is acked only when its row is durable:
 //!
-//! - a crash before the commit leaves the entries pending in the group; any writer reclaims
-//!   them (`XAUTOCLAIM`) once they have been idle for `writer.claim_idle_ms`;
+//! - a crash before the commit leaves the entries pending in the group. Every writer keeps a
+//!   heartbeat key alive (`writer.heartbeat_ms`, TTL three times that); once a second each
+//!   writer looks for consumers holding entries whose heartbeat is gone and claims their
+//!   entries at once (`XCLAIM`), so a killed process's orders reach MySQL within a few
+//!   seconds, restarted or not. As a last resort any entry idle for `writer.claim_idle_ms`
+//!   is reclaimed (`XAUTOCLAIM`) whoever holds it. A writer that was only slow, not dead,
+//!   may thus see its entries stored by another: that is the re-delivery case below, which
+//!   inserts nothing twice;
 //! - a crash between commit and ack re-delivers entries already stored: the batch finds their
 //!   users already present and inserts nothing, and the entries are acked;
 //! - MySQL down: the batch fails, nothing is acked, the writer backs off and re-reads its own
@@ -33,7 +39,10 @@ pub use persist::{persist_batch, BatchOutcome, PersistError};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamAutoClaimReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamClaimReply, StreamInfoConsumersReply, StreamPendingCountReply,
+    StreamReadReply,
+};
 use redis::AsyncCommands;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinSet;
@@ -44,8 +53,18 @@ use crate::domain::ActivityId;
 use crate::gate::{stream_backlog, ActivityKeys, KeySpace, WRITER_GROUP};
 use batch::{Attempts, Batch};
 
-/// How often the writer re-reads the set of activities (new sales start mid-run).
+/// How often the writer re-reads the set of activities (new sales start mid-run) and looks
+/// for dead consumers' entries.
 const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// A consumer without a heartbeat and without entries, idle this long, is removed from the
+/// group (every process start adds a consumer name).
+const FORGET_IDLE_MS: usize = 60_000;
+
+/// Deletes a consumer only if it holds no entry: atomic, so entries a slow (not dead)
+/// writer reads meanwhile are never dropped from the pending list.
+const FORGET_CONSUMER: &str =
+    "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then \
+     return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) end return -1";
 
 /// One activity stream the writer drains.
 struct Source {
@@ -65,6 +84,8 @@ pub struct Writer {
     settings: WriterSettings,
     sources: Vec<Source>,
     last_refresh: Option<Instant>,
+    /// Look for dead consumers' entries at the next read (set by each refresh).
+    dead_scan_due: bool,
     last_claim: Instant,
     /// After a failed batch: re-read our own pending entries (id `0`) before new ones.
     reread_own: bool,
@@ -100,6 +121,7 @@ impl Writer {
             settings,
             sources: Vec::new(),
             last_refresh: None,
+            dead_scan_due: false,
             last_claim: Instant::now(),
             reread_own: true,
             attempts: Default::default(),
@@ -119,6 +141,20 @@ impl Writer {
     /// are reclaimed by the next writer.
     pub async fn run(mut self, shutdown: CancellationToken, drain_for: Duration) {
         tracing::info!(consumer = %self.consumer, "order writer started");
+        // The heartbeat exists before the first read, so nobody takes our entries for a dead
+        // consumer's; it stops with the process (or expires after a kill).
+        let heartbeat = self.heartbeat_key();
+        let beat = Duration::from_millis(self.settings.heartbeat_ms.max(10));
+        let beating = CancellationToken::new();
+        if let Err(e) = send_heartbeat(&mut self.ack_conn, &heartbeat, beat).await {
+            tracing::warn!(error = %e, "writer heartbeat not written");
+        }
+        tokio::spawn(run_heartbeat(
+            self.client.clone(),
+            heartbeat.clone(),
+            beat,
+            beating.clone(),
+        ));
         let min_delay = Duration::from_millis(self.settings.retry_min_ms);
         let mut delay = min_delay;
         let mut in_flight: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -177,7 +213,15 @@ impl Writer {
             delay = (delay * 2).min(Duration::from_millis(self.settings.retry_max_ms));
         }
         self.drain(&mut in_flight, max_in_flight, drain_for).await;
+        // Gone at once rather than after its TTL: whatever this writer could not commit is
+        // claimed by the other writers now.
+        beating.cancel();
+        let _: redis::RedisResult<()> = self.ack_conn.del(&heartbeat).await;
         tracing::info!(consumer = %self.consumer, "order writer stopped");
+    }
+
+    fn heartbeat_key(&self) -> String {
+        self.keys.writer_heartbeat(&self.consumer)
     }
 
     /// At a graceful stop, this process accepts no more orders; the orders it (or others)
@@ -244,17 +288,24 @@ impl Writer {
     /// One cycle of reading: refresh the stream list, reclaim idle entries, read new ones.
     /// Returns the batches to persist (one per stream with entries).
     async fn fetch(&mut self) -> anyhow::Result<Vec<Batch>> {
+        let mut batches = Vec::new();
         if self
             .last_refresh
             .is_none_or(|t| t.elapsed() >= REFRESH_EVERY)
         {
             self.refresh().await?;
+            self.dead_scan_due = true;
+        }
+        // Not while re-reading our own pending list: a read from `0` would return the
+        // entries just claimed a second time.
+        if self.dead_scan_due && !self.reread_own {
+            self.dead_scan_due = false;
+            batches.extend(self.claim_from_dead().await?);
         }
         if self.sources.is_empty() {
             tokio::time::sleep(Duration::from_millis(self.settings.block_ms)).await;
             return Ok(Vec::new());
         }
-        let mut batches = Vec::new();
         let claim_every = Duration::from_millis((self.settings.claim_idle_ms / 2).max(100));
         if self.last_claim.elapsed() >= claim_every {
             self.last_claim = Instant::now();
@@ -362,6 +413,67 @@ impl Writer {
         Ok(batches)
     }
 
+    /// Claims, on every stream, the entries held by consumers whose heartbeat is gone (a
+    /// killed process), and forgets long-idle dead consumers that hold nothing.
+    async fn claim_from_dead(&mut self) -> anyhow::Result<Vec<Batch>> {
+        let mut batches = Vec::new();
+        for idx in 0..self.sources.len() {
+            let stream = self.sources[idx].keys.stream.clone();
+            let consumers: StreamInfoConsumersReply =
+                self.conn.xinfo_consumers(&stream, WRITER_GROUP).await?;
+            for c in consumers.consumers {
+                if c.name == self.consumer || (c.pending == 0 && c.idle < FORGET_IDLE_MS) {
+                    continue;
+                }
+                let alive: bool = self
+                    .conn
+                    .exists(self.keys.writer_heartbeat(&c.name))
+                    .await?;
+                if alive {
+                    continue;
+                }
+                if c.pending == 0 {
+                    let _: i64 = redis::Script::new(FORGET_CONSUMER)
+                        .key(&stream)
+                        .arg(WRITER_GROUP)
+                        .arg(&c.name)
+                        .invoke_async(&mut self.conn)
+                        .await?;
+                    continue;
+                }
+                let held: StreamPendingCountReply = self
+                    .conn
+                    .xpending_consumer_count(
+                        &stream,
+                        WRITER_GROUP,
+                        "-",
+                        "+",
+                        self.settings.batch_size,
+                        &c.name,
+                    )
+                    .await?;
+                let ids: Vec<String> = held.ids.into_iter().map(|p| p.id).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let claimed: StreamClaimReply = self
+                    .conn
+                    .xclaim(&stream, WRITER_GROUP, &self.consumer, 0, &ids)
+                    .await?;
+                if !claimed.ids.is_empty() {
+                    tracing::info!(
+                        activity = %self.sources[idx].id,
+                        dead = %c.name,
+                        entries = claimed.ids.len(),
+                        "claimed the entries of a dead writer"
+                    );
+                    batches.push(self.batch(idx, claimed.ids));
+                }
+            }
+        }
+        Ok(batches)
+    }
+
     fn batch(&self, idx: usize, entries: Vec<redis::streams::StreamId>) -> Batch {
         Batch {
             activity: self.sources[idx].id,
@@ -384,6 +496,42 @@ async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnec
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
+}
+
+/// Writes the heartbeat with a TTL of three periods.
+async fn send_heartbeat(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    period: Duration,
+) -> redis::RedisResult<()> {
+    conn.pset_ex(key, "1", (period * 3).as_millis() as u64)
+        .await
+}
+
+/// Renews the heartbeat every period until `stop`, on a connection of its own (reopened
+/// after an error: a multiplexed connection does not come back by itself).
+async fn run_heartbeat(
+    client: redis::Client,
+    key: String,
+    period: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(period);
+    let mut conn = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if conn.is_none() {
+            conn = connect(&client).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        if let Err(e) = send_heartbeat(c, &key, period).await {
+            tracing::warn!(error = %e, "writer heartbeat not renewed");
+            conn = None;
+        }
+    }
 }
 
 /// Creates the consumer group at the start of the stream unless it exists.

@@ -202,17 +202,23 @@ async fn mysql_unreachable_for_10_s_sales_go_on_bounded_and_the_backlog_drains_a
     let mut url = url::Url::parse(&crate::helpers::test_settings().database.url).unwrap();
     let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(3306));
     let proxy = Proxy::start(target).await;
+    let direct = url.clone();
     url.set_host(Some("127.0.0.1")).unwrap();
     url.set_port(Some(proxy.port)).unwrap();
-    let app = spawn_app_with(|s| {
+    let mut direct_db = String::new();
+    let mut app = spawn_app_with(|s| {
         let path = url::Url::parse(&s.database.url).unwrap().path().to_owned();
         url.set_path(&path);
+        let mut d = direct.clone();
+        d.set_path(&path);
+        direct_db = d.to_string();
         s.database.url = url.to_string();
         s.writer.max_backlog = 25;
         s.writer.retry_min_ms = 50;
         s.writer.retry_max_ms = 1_000;
     })
     .await;
+    app.data.drop_database_at(&direct_db);
     let activity = app.create_activity(100, 1).await;
     let mut accepted = buy_all(&app, activity, 1..=10).await;
     app.wait_drained(activity).await;
@@ -371,21 +377,11 @@ async fn reconcile_reports_drift_with_a_failing_exit_status_and_repair_fixes_it(
     let activity = app.create_activity(10, 1).await;
     buy_all(&app, activity, 1..=3).await;
     app.wait_drained(activity).await;
+    let id = activity.to_string();
     let reconcile = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"));
-        cmd.arg("reconcile")
-            .arg("--activity")
-            .arg(activity.to_string())
-            .args(args)
-            .env("SECKILL__DATABASE__URL", &app.settings.database.url)
-            .env("SECKILL__REDIS__URL", &app.settings.redis.url)
-            .env("SECKILL__REDIS__KEY_PREFIX", &app.prefix)
-            .env("RUST_LOG", "warn");
-        let out = cmd.output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let mut all = vec!["reconcile", "--activity", id.as_str()];
+        all.extend_from_slice(args);
+        app.seckill(&all)
     };
     let (code, out) = reconcile(&[]);
     assert_eq!(code, Some(0), "{out}");
@@ -485,13 +481,8 @@ async fn while_a_rebuild_holds_the_sale_paused_purchases_and_reseeds_wait() {
     assert_eq!(buy_all(&app, activity, [1].into_iter()).await, first);
     // An ordinary re-seed must not re-open the sale under the rebuild.
     let resp = app
-        .client
-        .put(app.url(&format!("/api/v1/admin/activities/{activity}/stock")))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .json(&serde_json::json!({"stock": 20}))
-        .send()
-        .await
-        .unwrap();
+        .put_stock(activity, serde_json::json!({"stock": 20}))
+        .await;
     let (status, code, _) = problem(resp).await;
     assert_eq!((status, code.as_str()), (503, "unavailable"));
     // The rebuild's own seed re-opens it.

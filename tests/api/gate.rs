@@ -11,10 +11,12 @@ struct Fixture {
     conn: redis::aio::ConnectionManager,
     activity: ActivityId,
     next_order: u64,
+    _data: crate::test_data::TestData,
 }
 
 async fn fixture(stock: i64, limit: i64, starts_in_ms: i64, ends_in_ms: i64) -> Fixture {
     let settings = crate::helpers::test_settings();
+    let data = crate::test_data::TestData::of(&settings);
     let client = redis::Client::open(settings.redis.url.as_str()).unwrap();
     let conn = client.get_connection_manager().await.unwrap();
     let keys = KeySpace::new(settings.redis.key_prefix);
@@ -44,6 +46,7 @@ async fn fixture(stock: i64, limit: i64, starts_in_ms: i64, ends_in_ms: i64) -> 
         conn,
         activity,
         next_order: 1000,
+        _data: data,
     }
 }
 

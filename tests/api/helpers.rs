@@ -11,9 +11,12 @@ use serde_json::{json, Value};
 
 use seckill::auth::mint_token;
 use seckill::configuration::Settings;
-use seckill::domain::UserId;
+use seckill::domain::{ActivityId, UserId};
+use seckill::gate::{ActivityKeys, KeySpace};
 use seckill::startup::Application;
 use seckill::store::entity::{activity, order};
+
+use crate::test_data::TestData;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const JWT_SECRET: &str = "test-jwt-secret";
@@ -25,6 +28,45 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub redis: ConnectionManager,
     pub prefix: String,
+    /// The application built by [`spawn_app_with`], stopped first when the test ends.
+    running: Option<RunningApp>,
+    /// Dropped after the application stopped: the database and keys go when the test passes.
+    pub data: TestData,
+}
+
+/// An application running on a runtime (and thread) of its own, so that the test's end can
+/// stop it and wait for it even from `Drop`, and nothing it runs recreates a key after the
+/// clean-up.
+struct RunningApp {
+    handle: actix_web::dev::ServerHandle,
+    /// `Mutex`: a `Receiver` is not `Sync`, and tests share the app across tasks.
+    stopped: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            return;
+        }
+        let stop = running.handle.stop(false);
+        let stopping = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime")
+                .block_on(stop)
+        });
+        let _ = stopping.join();
+        // The writer's drain and the lease release follow the server's stop; a writer stuck
+        // on a server a test broke is not waited for (its data is then left for the
+        // hourly clean-up).
+        let stopped = running.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        if stopped.recv_timeout(Duration::from_secs(10)).is_err() {
+            eprintln!("test app of {} did not stop in 10 s", self.prefix);
+        }
+    }
 }
 
 /// Settings of a fresh test: the environment's servers, a new database and key prefix.
@@ -48,6 +90,12 @@ pub fn test_settings() -> Settings {
     s.auth.jwt_secret = JWT_SECRET.into();
     s.admin.token = ADMIN_TOKEN.into();
     s.writer.block_ms = 10;
+    // Many buyers from one address, users reused across requests: the limits have tests of
+    // their own (rate_limit.rs) that turn them on.
+    s.rate_limit.per_user_per_sec = 0;
+    s.rate_limit.per_address_per_sec = 0;
+    // A test of an unreachable server must not wait the production 30 s.
+    s.server.connect_wait_secs = 2;
     s
 }
 
@@ -62,12 +110,36 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
     let mut settings = test_settings();
     adjust(&mut settings);
-    let app = Application::build(settings.clone())
-        .await
-        .expect("build app");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
-    TestApp::attach(settings, address).await
+    let (built, started) = tokio::sync::oneshot::channel();
+    let (stopped_tx, stopped) = std::sync::mpsc::channel();
+    let app_settings = settings.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            match Application::build(app_settings).await {
+                Ok(app) => {
+                    let _ = built.send(Ok((app.port(), app.server_handle())));
+                    let _ = app.run_until_stopped().await;
+                }
+                Err(e) => {
+                    let _ = built.send(Err(format!("{e:#}")));
+                }
+            }
+        });
+        let _ = stopped_tx.send(());
+    });
+    let (port, handle) = started.await.expect("app thread").expect("build app");
+    let address = format!("http://127.0.0.1:{port}");
+    let mut app = TestApp::attach(settings, address).await;
+    app.running = Some(RunningApp {
+        handle,
+        stopped: std::sync::Mutex::new(stopped),
+    });
+    app
 }
 
 impl TestApp {
@@ -83,6 +155,8 @@ impl TestApp {
             .await
             .expect("redis");
         TestApp {
+            running: None,
+            data: TestData::of(&settings),
             address,
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
@@ -115,7 +189,7 @@ impl TestApp {
         self.client
             .post(self.url("/api/v1/admin/activities"))
             .bearer_auth(ADMIN_TOKEN)
-            .json(body)
+            .json(&body)
             .send()
             .await
             .unwrap()
@@ -169,6 +243,17 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// `PUT …/stock` with `body` (a JSON value: `{"stock": n}`, or a malformed one).
+    pub async fn put_stock(&self, activity: u64, body: Value) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/api/v1/admin/activities/{activity}/stock")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn admin_stats(&self, activity: u64) -> Value {
         self.client
             .get(self.url(&format!("/api/v1/admin/activities/{activity}")))
@@ -217,8 +302,33 @@ impl TestApp {
     }
 
     pub async fn remaining(&self, activity: u64) -> i64 {
-        let key = format!("{}:{{a:{activity}}}:stock", self.prefix);
-        self.redis.clone().get(key).await.unwrap()
+        self.redis
+            .clone()
+            .get(self.keys(activity).stock)
+            .await
+            .unwrap()
+    }
+
+    /// The Redis keys of one activity under this test's prefix.
+    pub fn keys(&self, activity: u64) -> ActivityKeys {
+        KeySpace::new(self.prefix.clone()).activity(ActivityId::new(activity))
+    }
+
+    /// Runs the `seckill` binary (`reconcile`, `recover`…) against this test's database and
+    /// key prefix; returns its exit code and standard output.
+    pub fn seckill(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+            .args(args)
+            .env("SECKILL__DATABASE__URL", &self.settings.database.url)
+            .env("SECKILL__REDIS__URL", &self.settings.redis.url)
+            .env("SECKILL__REDIS__KEY_PREFIX", &self.prefix)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     /// Everything this test's prefix holds in Redis, plus every row of both tables: two

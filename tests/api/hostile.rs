@@ -29,6 +29,9 @@ struct Case {
     auth: Option<String>,
     key: Option<String>,
     body: Option<Vec<u8>>,
+    content_type: &'static str,
+    /// Sent after the others (a second `Authorization` or `Idempotency-Key`, say).
+    extra_headers: Vec<(&'static str, String)>,
     status: u16,
     code: &'static str,
 }
@@ -41,6 +44,8 @@ fn buy(name: &'static str, activity: &str, auth: Option<String>, key: Option<&st
         auth,
         key: key.map(str::to_owned),
         body: None,
+        content_type: "application/json",
+        extra_headers: Vec::new(),
         status: 0,
         code: "",
     }
@@ -49,6 +54,18 @@ fn buy(name: &'static str, activity: &str, auth: Option<String>, key: Option<&st
 impl Case {
     fn body(mut self, b: impl Into<Vec<u8>>) -> Self {
         self.body = Some(b.into());
+        self
+    }
+    fn content_type(mut self, t: &'static str) -> Self {
+        self.content_type = t;
+        self
+    }
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.extra_headers.push((name, value.into()));
+        self
+    }
+    fn method(mut self, m: reqwest::Method) -> Self {
+        self.method = m;
         self
     }
     fn expect(mut self, status: u16, code: &'static str) -> Self {
@@ -69,6 +86,8 @@ impl Case {
             auth: auth.map(str::to_owned),
             key: None,
             body: None,
+            content_type: "application/json",
+            extra_headers: Vec::new(),
             status: 0,
             code: "",
         }
@@ -89,7 +108,10 @@ async fn check(app: &TestApp, cases: Vec<Case>) {
             req = req.header("Idempotency-Key", k.as_str());
         }
         if let Some(b) = case.body.clone() {
-            req = req.header("content-type", "application/json").body(b);
+            req = req.header("content-type", case.content_type).body(b);
+        }
+        for (name, value) in &case.extra_headers {
+            req = req.header(*name, value.as_str());
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
@@ -230,6 +252,77 @@ async fn hostile_purchases_are_refused_precisely_and_change_nothing() {
         buy("unknown activity", "999999999", ok.clone(), k).expect(404, "activity_not_found"),
         buy("non-numeric activity", "abc", ok.clone(), k).expect(404, "activity_not_found"),
         buy("negative activity", "-1", ok.clone(), k).expect(404, "activity_not_found"),
+        // One spelling per id: leading zeros name no activity, however many.
+        buy(
+            "activity with a leading zero",
+            &format!("0{a}"),
+            ok.clone(),
+            k,
+        )
+        .expect(404, "activity_not_found"),
+        buy(
+            "activity with two leading zeros",
+            &format!("00{a}"),
+            ok.clone(),
+            k,
+        )
+        .expect(404, "activity_not_found"),
+        buy(
+            "activity with three leading zeros",
+            &format!("000{a}"),
+            ok.clone(),
+            k,
+        )
+        .expect(404, "activity_not_found"),
+        buy("quantity null", &a, ok.clone(), k)
+            .body(r#"{"quantity":null}"#)
+            .expect(400, "invalid_request"),
+        buy("text/plain body", &a, ok.clone(), k)
+            .body(r#"{"quantity":1}"#)
+            .content_type("text/plain")
+            .expect(415, "unsupported_media_type"),
+        buy("form body", &a, ok.clone(), k)
+            .body("quantity=1")
+            .content_type("application/x-www-form-urlencoded")
+            .expect(415, "unsupported_media_type"),
+        buy("JSON look-alike media type", &a, ok.clone(), k)
+            .body(r#"{"quantity":1}"#)
+            .content_type("application/jsonx")
+            .expect(415, "unsupported_media_type"),
+        buy("two Content-Type headers", &a, ok.clone(), k)
+            .body(r#"{"quantity":1}"#)
+            .header("content-type", "text/plain")
+            .expect(400, "invalid_request"),
+        buy("gzip-encoded body", &a, ok.clone(), k)
+            .body(r#"{"quantity":1}"#)
+            .header("content-encoding", "gzip")
+            .expect(415, "unsupported_media_type"),
+        buy("two Authorization headers", &a, ok.clone(), k)
+            .header("authorization", format!("Bearer {}", token(3)))
+            .expect(400, "invalid_request"),
+        buy("the same Authorization twice", &a, ok.clone(), k)
+            .header("authorization", format!("Bearer {}", token(2)))
+            .expect(400, "invalid_request"),
+        buy("two Idempotency-Key headers", &a, ok.clone(), k)
+            .header("idempotency-key", "key-2")
+            .expect(400, "idempotency_key_invalid"),
+        buy("the same Idempotency-Key twice", &a, ok.clone(), k)
+            .header("idempotency-key", "key-1")
+            .expect(400, "idempotency_key_invalid"),
+        buy(
+            "token not valid before a minute from now",
+            &a,
+            Some(jwt(
+                Algorithm::HS256,
+                JWT_SECRET,
+                json!({"sub": "2", "exp": now() + 600, "nbf": now() + 60}),
+            )),
+            k,
+        )
+        .expect(401, "unauthorized"),
+        buy("DELETE on the purchase", &a, ok.clone(), k)
+            .method(reqwest::Method::DELETE)
+            .expect(405, "method_not_allowed"),
     ];
     check(&app, cases).await;
 }

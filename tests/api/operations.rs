@@ -69,6 +69,7 @@ async fn a_second_process_with_the_same_instance_id_refuses_to_start() {
 #[tokio::test]
 async fn a_graceful_stop_gives_the_instance_id_back() {
     let settings = crate::helpers::test_settings();
+    let _data = crate::test_data::TestData::of(&settings);
     let app = seckill::startup::Application::build(settings.clone())
         .await
         .unwrap();
@@ -85,4 +86,52 @@ async fn a_graceful_stop_gives_the_instance_id_back() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_process_that_lost_its_instance_id_lease_issues_no_more_ids() {
+    use redis::AsyncCommands;
+    let app = spawn_app().await;
+    let activity = app.create_activity(1_000, 1).await;
+    assert_eq!(app.purchase(activity, 1, "k", None).await.status(), 201);
+    // Another process holds the id now (as after a pause longer than the lease's TTL).
+    let lease = seckill::gate::KeySpace::new(app.prefix.clone())
+        .instance_lease(app.settings.ids.instance_id);
+    let _: () = app
+        .redis
+        .clone()
+        .set(
+            &lease,
+            "pid=1 start=1 host=elsewhere boot=b pidns=n nonce=x",
+        )
+        .await
+        .unwrap();
+    // Within a renewal period the process notices, and from then on issues no id: no order,
+    // no activity, rather than ids that may collide with the other process's.
+    let started = std::time::Instant::now();
+    let mut user = 2;
+    loop {
+        let resp = app.purchase(activity, user, "k", None).await;
+        if resp.status() == 503 {
+            break;
+        }
+        assert_eq!(resp.status(), 201);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "still issuing ids"
+        );
+        user += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, code, body) =
+        crate::helpers::problem(app.purchase(activity, 99, "k", None).await).await;
+    assert_eq!((status, code.as_str()), (503, "unavailable"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("lease"), "{body}");
+    let created = app
+        .admin_post(&serde_json::json!({
+            "name": "x", "stock": 1,
+            "starts_at": crate::helpers::at(-1), "ends_at": crate::helpers::at(60)
+        }))
+        .await;
+    assert_eq!(created.status(), 503);
 }

@@ -1,0 +1,28 @@
+# shellcheck shell=bash
+# Sourced by the checks of scripts/test (scripts/checks/*.sh): messages, assertions, and what a
+# load-test run left in the stores. Source scripts/addr.sh first (the stores to look in).
+
+say() { echo "test: $*"; }
+fail() { echo "test: FAILED: $*" >&2; exit 1; }
+
+# The run id that loadtest/run printed into its log (load_<secs>_<pid>).
+run_id_of() { # log
+  grep -oE '\b(run|of run) load_[0-9]+_[0-9]+' "$1" | head -1 | grep -oE 'load_[0-9]+_[0-9]+' ||
+    fail "no run id in $1"
+}
+
+# "<databases> <keys>" a run has in the configured stores.
+data_left() { # run-id
+  local dbs keys
+  dbs=$(mysql_cli -N -B -e "SHOW DATABASES LIKE 'seckill\\_$1'" | grep -c . || true)
+  keys=$(redis_cli --scan --pattern "$1:*" | grep -c . || true)
+  echo "$dbs $keys"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port_free() { # host port → status 0 when nothing listens there
+  ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Part of scripts/test: the load test's smoke run (loadtest/run --quick --debug) on the
+# configured addresses must pass its invariant check, remove its database and keys, and write
+# a report marked as a smoke run, judging no target, its chart banded by phase.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/checks/common.sh
+source scripts/checks/common.sh
+# shellcheck source=scripts/addr.sh
+source scripts/addr.sh
+dir=target/loadtest-smoke
+rm -rf "$dir"
+mkdir -p "$dir"
+log=$dir/run.log
+say "load test smoke run (loadtest/run --quick --debug) on $(redis_shown) and $(db_shown)"
+RESULTS_DIR=$dir loadtest/run --quick --debug > "$log" 2>&1 || { cat "$log"; fail "load test smoke run"; }
+grep -E "^(spike|flood|healthz):|^invariants:" "$log"
+id=$(run_id_of "$log")
+[ "$(data_left "$id")" = "0 0" ] || fail "the passing run $id left data behind ($(data_left "$id"): databases, keys)"
+report=$(ls -d "$dir"/*/)
+grep -q "^> \*\*Smoke run" "$report/summary.md" || fail "summary.md is not marked as a smoke run"
+grep -q "targets are not judged" "$report/summary.md" || fail "summary.md does not say targets are not judged"
+! grep -q "| NO |" "$report/summary.md" || fail "a smoke run's summary.md judges a target"
+grep -q "arrivals (" "$report/summary.md" || fail "summary.md does not compare the spike's arrivals asked and delivered"
+for phase in spike flood healthz; do
+  grep -q ">$phase (k6)<" "$report/chart.svg" || fail "chart.svg has no band for the $phase phase"
+done
+say "smoke run: invariants hold, data of $id removed, report in $report"
