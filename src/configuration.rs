@@ -18,6 +18,8 @@ use serde::Deserialize;
 pub const DEV_JWT_SECRET: &str = "dev-only-jwt-secret-change-me";
 /// Admin token shipped for local development. Refused on non-loopback addresses.
 pub const DEV_ADMIN_TOKEN: &str = "dev-only-admin-token-change-me";
+/// Webhook secret shipped for local development. Refused on non-loopback addresses.
+pub const DEV_WEBHOOK_SECRET: &str = "dev-only-webhook-secret-change-me";
 
 /// All settings of one process.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +33,8 @@ pub struct Settings {
     pub idempotency: IdempotencySettings,
     pub ids: IdSettings,
     pub rate_limit: RateLimitSettings,
+    pub payment: PaymentSettings,
+    pub sweeper: SweeperSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +139,40 @@ pub struct RateLimitSettings {
     pub address_header: String,
 }
 
+/// The payment provider, its callbacks, and the life of a payment.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentSettings {
+    /// Base URL of the provider (`POST {provider_url}/charges`).
+    pub provider_url: String,
+    /// Where the provider sends its signed callbacks; empty means the service's own address
+    /// (see [`Settings::callback_url`]).
+    pub callback_url: String,
+    /// HMAC-SHA256 key of the `Seckill-Signature` header on callbacks.
+    pub webhook_secret: String,
+    /// An order whose payment is `processing` is not expired before this many seconds after
+    /// the payment started (nor before its deadline).
+    pub processing_grace_secs: u64,
+    /// Longest life of a payment token (never past the order's payment deadline).
+    pub token_ttl_secs: u64,
+    /// Timeout of one charge request to the provider (ms).
+    pub provider_timeout_ms: u64,
+    /// Longest pause between two charge attempts (ms); the pause doubles from 100 ms.
+    pub retry_max_ms: u64,
+}
+
+/// The sweeper: expiry of unpaid orders and repair of interrupted stock returns, by one
+/// process at a time (a Redis lock with a lease and a fencing token).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SweeperSettings {
+    /// Pause between two rounds (ms).
+    pub interval_ms: u64,
+    /// Lease of the sweeper lock (ms): renewed every round; a sweeper paused past it has
+    /// lost the lock, and MySQL refuses its writes (the fencing token).
+    pub lease_ms: u64,
+    /// Most orders handled per round.
+    pub batch_size: u64,
+}
+
 /// Settings could not be loaded or are unsafe to use.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -184,11 +222,14 @@ impl Settings {
         for (key, value) in [
             ("auth.jwt_secret", &self.auth.jwt_secret),
             ("admin.token", &self.admin.token),
+            ("payment.webhook_secret", &self.payment.webhook_secret),
         ] {
             if value.trim().is_empty() {
                 return Err(SettingsError::Invalid(format!("{key} must not be empty")));
             }
-            if value.len() < 32 && value != DEV_JWT_SECRET && value != DEV_ADMIN_TOKEN {
+            if value.len() < 32
+                && ![DEV_JWT_SECRET, DEV_ADMIN_TOKEN, DEV_WEBHOOK_SECRET].contains(&value.as_str())
+            {
                 warnings.push(format!(
                     "{key} is {} bytes long; use at least 32 random bytes",
                     value.len()
@@ -198,6 +239,7 @@ impl Settings {
         let dev_secrets: Vec<&str> = [
             (self.auth.jwt_secret == DEV_JWT_SECRET).then_some("auth.jwt_secret"),
             (self.admin.token == DEV_ADMIN_TOKEN).then_some("admin.token"),
+            (self.payment.webhook_secret == DEV_WEBHOOK_SECRET).then_some("payment.webhook_secret"),
         ]
         .into_iter()
         .flatten()
@@ -206,7 +248,8 @@ impl Settings {
             if !is_loopback(&self.server.host) {
                 return Err(SettingsError::Invalid(format!(
                     "refusing to listen on {} with the shipped development value of {}; \
-                     set SECKILL__AUTH__JWT_SECRET / SECKILL__ADMIN__TOKEN",
+                     set SECKILL__AUTH__JWT_SECRET / SECKILL__ADMIN__TOKEN / \
+                     SECKILL__PAYMENT__WEBHOOK_SECRET",
                     self.server.host,
                     dev_secrets.join(" and ")
                 )));
@@ -216,7 +259,29 @@ impl Settings {
                 dev_secrets.join(" and ")
             ));
         }
+        if self.sweeper.interval_ms == 0 || self.sweeper.lease_ms <= self.sweeper.interval_ms {
+            return Err(SettingsError::Invalid(format!(
+                "sweeper.lease_ms ({}) must exceed sweeper.interval_ms ({}), which must not be 0",
+                self.sweeper.lease_ms, self.sweeper.interval_ms
+            )));
+        }
         Ok(warnings)
+    }
+
+    /// Where the provider sends callbacks: `payment.callback_url`, or the service's own
+    /// address when that is empty.
+    pub fn callback_url(&self) -> String {
+        if !self.payment.callback_url.is_empty() {
+            return self.payment.callback_url.clone();
+        }
+        let host = match self.server.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+            _ => self.server.host.clone(),
+        };
+        format!(
+            "http://{host}:{}/api/v1/payments/callback",
+            self.server.port
+        )
     }
 }
 
@@ -266,6 +331,11 @@ mod tests {
         assert!(s.check().is_err());
         s.auth.jwt_secret = "a real secret of 32 bytes or more".into();
         s.admin.token = "a real token of 32 bytes or more!".into();
+        assert!(
+            s.check().is_err(),
+            "the development webhook secret is still set"
+        );
+        s.payment.webhook_secret = "a real webhook secret of 32 bytes".into();
         assert!(s.check().unwrap().is_empty());
     }
 
