@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_activity;
 mod m20261123_000002_create_order;
+mod m20261124_000003_payments;
 
 /// Every migration of the service, in order.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_activity::Migration),
             Box::new(m20261123_000002_create_order::Migration),
+            Box::new(m20261124_000003_payments::Migration),
         ]
     }
 }

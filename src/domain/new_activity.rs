@@ -8,6 +8,8 @@ use serde::Deserialize;
     "name": "Flash sale",
     "stock": 100,
     "per_user_limit": 1,
+    "price_cents": 1999,
+    "payment_window_secs": 900,
     "starts_at": "2030-01-01T10:00:00Z",
     "ends_at": "2030-01-01T11:00:00Z"
 }))]
@@ -26,6 +28,15 @@ pub struct NewActivityRequest {
     #[schema(minimum = 1, maximum = 1000)]
     #[serde(default, deserialize_with = "super::json_int::optional")]
     pub per_user_limit: Option<i64>,
+    /// Price of one unit in cents; absent or `null`: 0.
+    #[schema(minimum = 0, maximum = 100_000_000_000_i64)]
+    #[serde(default, deserialize_with = "super::json_int::optional")]
+    pub price_cents: Option<i64>,
+    /// Seconds a buyer has to pay a stored order before it expires and its units return to
+    /// the sale; absent or `null`: 900.
+    #[schema(minimum = 1, maximum = 2_592_000)]
+    #[serde(default, deserialize_with = "super::json_int::optional")]
+    pub payment_window_secs: Option<i64>,
     /// RFC 3339, from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, no leap second;
     /// kept to the millisecond (truncated).
     #[schema(format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
@@ -51,6 +62,13 @@ pub struct StockRequest {
 pub const MAX_STOCK: i64 = 1_000_000_000;
 /// Largest `per_user_limit`.
 pub const MAX_PER_USER_LIMIT: i64 = 1_000;
+/// Largest price of one unit (a billion currency units): price × limit stays far from
+/// overflow.
+pub const MAX_PRICE_CENTS: i64 = 100_000_000_000;
+/// Payment window when the request names none (SPEC: 900 s).
+pub const DEFAULT_PAYMENT_WINDOW_SECS: i64 = 900;
+/// Longest payment window: 30 days.
+pub const MAX_PAYMENT_WINDOW_SECS: i64 = 2_592_000;
 
 /// A validated activity, ready to be stored and seeded.
 #[derive(Debug, Clone)]
@@ -58,6 +76,8 @@ pub struct NewActivity {
     pub name: String,
     pub stock: i64,
     pub per_user_limit: i64,
+    pub price_cents: i64,
+    pub payment_window_secs: i64,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
 }
@@ -115,6 +135,20 @@ impl TryFrom<NewActivityRequest> for NewActivity {
                 "per_user_limit must be from 1 to {MAX_PER_USER_LIMIT}, got {per_user_limit}"
             ));
         }
+        let price_cents = r.price_cents.unwrap_or(0);
+        if !(0..=MAX_PRICE_CENTS).contains(&price_cents) {
+            return Err(format!(
+                "price_cents must be from 0 to {MAX_PRICE_CENTS}, got {price_cents}"
+            ));
+        }
+        let payment_window_secs = r
+            .payment_window_secs
+            .unwrap_or(DEFAULT_PAYMENT_WINDOW_SECS);
+        if !(1..=MAX_PAYMENT_WINDOW_SECS).contains(&payment_window_secs) {
+            return Err(format!(
+                "payment_window_secs must be from 1 to {MAX_PAYMENT_WINDOW_SECS}, got {payment_window_secs}"
+            ));
+        }
         let starts_at = parse_time("starts_at", &r.starts_at)?;
         let ends_at = parse_time("ends_at", &r.ends_at)?;
         if ends_at <= starts_at {
@@ -129,6 +163,8 @@ impl TryFrom<NewActivityRequest> for NewActivity {
             name: name.to_owned(),
             stock,
             per_user_limit,
+            price_cents,
+            payment_window_secs,
             starts_at,
             ends_at,
         })
@@ -144,6 +180,8 @@ mod tests {
             name: "sale".into(),
             stock,
             per_user_limit: None,
+            price_cents: None,
+            payment_window_secs: None,
             starts_at: starts.into(),
             ends_at: ends.into(),
         }
@@ -154,6 +192,25 @@ mod tests {
         let a = NewActivity::try_from(req(10, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00+02:00"))
             .unwrap();
         assert_eq!((a.stock, a.per_user_limit), (10, 1));
+        assert_eq!((a.price_cents, a.payment_window_secs), (0, 900));
+    }
+
+    #[test]
+    fn price_and_payment_window_are_bounded() {
+        let ok = ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z");
+        let with = |price: Option<i64>, window: Option<i64>| {
+            NewActivity::try_from(NewActivityRequest {
+                price_cents: price,
+                payment_window_secs: window,
+                ..req(1, ok.0, ok.1)
+            })
+        };
+        assert_eq!(with(Some(1999), Some(60)).unwrap().price_cents, 1999);
+        assert!(with(Some(-1), None).is_err());
+        assert!(with(Some(MAX_PRICE_CENTS + 1), None).is_err());
+        assert!(with(None, Some(0)).is_err());
+        assert!(with(None, Some(MAX_PAYMENT_WINDOW_SECS + 1)).is_err());
+        assert_eq!(with(None, Some(1)).unwrap().payment_window_secs, 1);
     }
 
     #[test]

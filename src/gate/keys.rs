@@ -50,6 +50,15 @@ impl KeySpace {
         format!("{}:writer:{consumer}", self.prefix)
     }
 
+    /// The sweeper lock (`owner:token`, with a lease) and the counter its fencing tokens
+    /// come from: one hash tag, so the acquire script touches one Cluster slot.
+    pub fn sweeper_lock(&self) -> (String, String) {
+        (
+            format!("{}:{{sweeper}}:lock", self.prefix),
+            format!("{}:{{sweeper}}:fence", self.prefix),
+        )
+    }
+
     pub fn activity(&self, id: ActivityId) -> ActivityKeys {
         let base = format!("{}:{{a:{id}}}", self.prefix);
         ActivityKeys {
@@ -58,6 +67,7 @@ impl KeySpace {
             buyers: format!("{base}:buyers"),
             stream: format!("{base}:stream"),
             dead: format!("{base}:dead"),
+            returned: format!("{base}:returned"),
             base,
         }
     }
@@ -77,11 +87,25 @@ pub struct ActivityKeys {
     pub stream: String,
     /// Stream of entries the writer could never persist, with the reason.
     pub dead: String,
+    /// Set of the order ids whose units went back to the stock (cancelled or expired): a
+    /// second return of one order changes nothing.
+    pub returned: String,
 }
 
 impl ActivityKeys {
     /// The idempotency record of one (user, key) in this activity.
     pub fn idempotency(&self, user: UserId, key: &IdempotencyKey) -> String {
         format!("{}:idem:{user}:{}", self.base, key.as_str())
+    }
+
+    /// The live payment token of one order (a string with a TTL).
+    pub fn payment_token(&self, order_id: u64) -> String {
+        format!("{}:paytoken:{order_id}", self.base)
+    }
+
+    /// A consumed payment token: `payment_id|idempotency_key` of the pay request that
+    /// consumed it, so a second use is told which payment took it.
+    pub fn used_payment_token(&self, token: &str) -> String {
+        format!("{}:paytoken_used:{token}", self.base)
     }
 }

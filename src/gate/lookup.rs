@@ -14,6 +14,8 @@ pub struct ActivitySnapshot {
     pub starts_ms: i64,
     pub ends_ms: i64,
     pub per_user_limit: i64,
+    /// 0 for a state seeded before prices existed.
+    pub price_cents: i64,
     /// `None` when the stock key is missing (not sellable).
     pub remaining_stock: Option<i64>,
     /// Orders accepted by the gate.
@@ -37,6 +39,7 @@ type MetaFields = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<i64>,
 );
 
 impl Gate {
@@ -46,12 +49,15 @@ impl Gate {
         id: ActivityId,
     ) -> Result<Option<ActivitySnapshot>, redis::RedisError> {
         let k = self.keys.activity(id);
-        let ((name, total, starts, ends, limit), remaining, accepted): (
+        let ((name, total, starts, ends, limit, price), remaining, accepted): (
             MetaFields,
             Option<i64>,
             i64,
         ) = redis::pipe()
-            .hmget(&k.meta, &["name", "total", "starts_ms", "ends_ms", "limit"])
+            .hmget(
+                &k.meta,
+                &["name", "total", "starts_ms", "ends_ms", "limit", "price"],
+            )
             .get(&k.stock)
             .hlen(&k.buyers)
             .query_async(&mut self.conn.clone())
@@ -67,6 +73,7 @@ impl Gate {
             starts_ms: starts,
             ends_ms: ends,
             per_user_limit: limit,
+            price_cents: price.unwrap_or(0),
             remaining_stock: remaining,
             accepted_orders: accepted,
         }))

@@ -12,17 +12,22 @@
 
 mod keys;
 mod lookup;
+mod payment_token;
 mod record;
 mod restore;
 mod seed;
 mod sold_out;
+mod stock_return;
+mod sweeper_lock;
 
 pub use keys::{ActivityKeys, KeySpace, WRITER_GROUP};
 pub use lookup::{stream_backlog, ActivitySnapshot, StreamBacklog};
+pub use payment_token::{IssuedToken, PaymentToken, TokenState, TokenUse};
 pub use record::OrderRecord;
 pub use restore::{RestoreCounts, RestoredOrder};
 pub use seed::{SeedOutcome, SeedSpec};
 pub use sold_out::SoldOutCache;
+pub use stock_return::ReturnOutcome;
 
 use std::sync::Arc;
 
@@ -162,6 +167,10 @@ pub struct Gate {
     keys: KeySpace,
     purchase: Script,
     seed: Script,
+    payment_token: Script,
+    consume_payment_token: Script,
+    return_stock: Script,
+    sweeper_lock: Script,
     idempotency_ttl_secs: u64,
     /// `writer.max_backlog`: entries a stream may hold before the gate refuses (0: no bound).
     max_backlog: u64,
@@ -180,6 +189,10 @@ impl Gate {
             keys,
             purchase: Script::new(include_str!("../../lua/purchase.lua")),
             seed: Script::new(include_str!("../../lua/seed.lua")),
+            payment_token: Script::new(include_str!("../../lua/payment_token.lua")),
+            consume_payment_token: Script::new(include_str!("../../lua/consume_payment_token.lua")),
+            return_stock: Script::new(include_str!("../../lua/return_stock.lua")),
+            sweeper_lock: Script::new(include_str!("../../lua/sweeper_lock.lua")),
             idempotency_ttl_secs,
             max_backlog,
             sold_out: SoldOutCache::new(),

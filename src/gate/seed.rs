@@ -15,6 +15,8 @@ pub struct SeedSpec {
     pub starts_ms: i64,
     pub ends_ms: i64,
     pub per_user_limit: i64,
+    /// Price of one unit (shown by the public activity view).
+    pub price_cents: i64,
     /// Units already taken, used when Redis holds no state for the activity: MySQL's `sold`
     /// (plus, in a recovery, the accepted orders still waiting in the stream).
     pub sold: i64,
@@ -30,6 +32,7 @@ impl SeedSpec {
             starts_ms: utc(row.starts_at).timestamp_millis(),
             ends_ms: utc(row.ends_at).timestamp_millis(),
             per_user_limit: row.per_user_limit.into(),
+            price_cents: row.price_cents,
             sold: row.sold,
         }
     }
@@ -67,7 +70,7 @@ impl Gate {
         let mut conn = self.conn.clone();
         // One slot (the hash tag), one command.
         let _: () = conn
-            .del(&[&k.meta, &k.stock, &k.buyers, &k.stream, &k.dead])
+            .del(&[&k.meta, &k.stock, &k.buyers, &k.stream, &k.dead, &k.returned])
             .await?;
         conn.srem(self.keys.activities(), id.get()).await
     }
@@ -94,6 +97,7 @@ impl Gate {
             .arg(self.keys.seeded_channel())
             .arg(spec.id.get())
             .arg(if rebuild { "1" } else { "0" })
+            .arg(spec.price_cents)
             .invoke_async(&mut conn)
             .await?;
         let number = reply.get(1).and_then(|s| s.parse::<i64>().ok());

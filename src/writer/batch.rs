@@ -21,6 +21,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use super::intent::OrderIntent;
 use super::persist::{persist_batch, BatchOutcome, PersistError};
+use super::terms::TermsCache;
 use crate::domain::ActivityId;
 use crate::gate::{ActivityKeys, WRITER_GROUP};
 use crate::store::is_data_error;
@@ -70,6 +71,8 @@ pub(super) struct Batch {
     /// A connection that never blocks (the reading one waits in `XREADGROUP … BLOCK`).
     pub conn: MultiplexedConnection,
     pub attempts: Arc<Attempts>,
+    /// Price and payment window of the activities this writer stores.
+    pub terms: Arc<TermsCache>,
     pub max_attempts: u32,
     /// `writer.max_in_flight` permits: one read can return a batch per stream (and reclaimed
     /// ones), more than the writer's pool has connections; they queue here rather than on
@@ -123,7 +126,15 @@ impl Batch {
     /// Persists and acks `intents` in one transaction.
     async fn persist(&self, intents: &[OrderIntent]) -> Result<(), StoreError> {
         let started = Instant::now();
-        let outcome = persist_batch(&self.db, self.activity, intents).await?;
+        let terms = self
+            .terms
+            .get(&self.db, self.activity)
+            .await
+            .map_err(PersistError::Db)?
+            .ok_or_else(|| {
+                PersistError::Poison(format!("activity {} is not in MySQL", self.activity))
+            })?;
+        let outcome = persist_batch(&self.db, self.activity, terms, intents).await?;
         record_batch(&outcome, started.elapsed(), intents);
         let ids: Vec<&str> = intents.iter().map(|i| i.entry_id.as_str()).collect();
         self.ack(&ids).await.map_err(StoreError::Ack)?;

@@ -32,9 +32,11 @@
 mod batch;
 mod intent;
 mod persist;
+mod terms;
 
 pub use intent::OrderIntent;
 pub use persist::{persist_batch, BatchOutcome, PersistError};
+pub use terms::{Terms, TermsCache};
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +92,7 @@ pub struct Writer {
     /// After a failed batch: re-read our own pending entries (id `0`) before new ones.
     reread_own: bool,
     attempts: std::sync::Arc<Attempts>,
+    terms: std::sync::Arc<TermsCache>,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     /// Set while draining at a graceful stop: reads return at once instead of blocking.
     draining: bool,
@@ -125,6 +128,7 @@ impl Writer {
             last_claim: Instant::now(),
             reread_own: true,
             attempts: Default::default(),
+            terms: Default::default(),
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
             draining: false,
         })
@@ -482,6 +486,7 @@ impl Writer {
             db: self.db.clone(),
             conn: self.ack_conn.clone(),
             attempts: self.attempts.clone(),
+            terms: self.terms.clone(),
             max_attempts: self.settings.max_attempts.max(1),
             permits: self.permits.clone(),
         }

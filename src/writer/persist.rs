@@ -51,6 +51,7 @@ use sea_orm::{
 };
 
 use super::intent::OrderIntent;
+use super::terms::Terms;
 use crate::domain::ActivityId;
 use crate::store::entity::{activity, naive, order};
 
@@ -81,13 +82,14 @@ pub enum PersistError {
 pub async fn persist_batch(
     db: &DatabaseConnection,
     activity_id: ActivityId,
+    terms: Terms,
     intents: &[OrderIntent],
 ) -> Result<BatchOutcome, PersistError> {
-    if let Some(outcome) = fast_path(db, activity_id, intents).await? {
+    if let Some(outcome) = fast_path(db, activity_id, terms, intents).await? {
         return Ok(outcome);
     }
     metrics::counter!("seckill_writer_careful_batches_total").increment(1);
-    careful_path(db, activity_id, intents).await
+    careful_path(db, activity_id, terms, intents).await
 }
 
 /// Every intent as a `created` row, no lock before the writes; `None` (rolled back) when
@@ -95,6 +97,7 @@ pub async fn persist_batch(
 async fn fast_path(
     db: &DatabaseConnection,
     activity_id: ActivityId,
+    terms: Terms,
     intents: &[OrderIntent],
 ) -> Result<Option<BatchOutcome>, PersistError> {
     let mut users = HashSet::with_capacity(intents.len());
@@ -109,7 +112,7 @@ async fn fast_path(
         rows.push((intent, order::STATUS_CREATED, created_at(intent)?));
     }
     let txn = db.begin().await?;
-    let inserted = insert_ignore(&txn, activity_id, &rows).await?;
+    let inserted = insert_ignore(&txn, activity_id, terms, &rows).await?;
     if inserted != rows.len() as u64 || !add_sold(&txn, activity_id, units).await? {
         txn.rollback().await?;
         return Ok(None);
@@ -162,6 +165,7 @@ async fn add_sold(
 async fn careful_path(
     db: &DatabaseConnection,
     activity_id: ActivityId,
+    terms: Terms,
     intents: &[OrderIntent],
 ) -> Result<BatchOutcome, PersistError> {
     let txn = db.begin().await?;
@@ -206,7 +210,7 @@ async fn careful_path(
         rows.push((intent, status, created_at(intent)?));
     }
 
-    let inserted = insert_ignore(&txn, activity_id, &rows).await?;
+    let inserted = insert_ignore(&txn, activity_id, terms, &rows).await?;
     if inserted != rows.len() as u64 {
         txn.rollback().await?;
         // Looked up under the row lock and still not inserted: something else refuses these
@@ -265,29 +269,32 @@ async fn stored(
 async fn insert_ignore(
     txn: &DatabaseTransaction,
     activity_id: ActivityId,
+    terms: Terms,
     rows: &[(&OrderIntent, &str, NaiveDateTime)],
 ) -> Result<u64, DbErr> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut sql = String::with_capacity(160 + rows.len() * 24);
+    let mut sql = String::with_capacity(200 + rows.len() * 28);
     sql.push_str(
-        "INSERT IGNORE INTO seckill_order (id, activity_id, user_id, quantity, status, \
-         idempotency_key, version, created_at, updated_at) VALUES ",
+        "INSERT IGNORE INTO seckill_order (id, activity_id, user_id, quantity, amount_cents, \
+         payment_deadline, status, idempotency_key, version, created_at, updated_at) VALUES ",
     );
     let now = naive(Utc::now());
-    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 8);
+    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 10);
     for (i, (intent, status, created_at)) in rows.iter().enumerate() {
         sql.push_str(if i == 0 {
-            "(?,?,?,?,?,?,0,?,?)"
+            "(?,?,?,?,?,?,?,?,0,?,?)"
         } else {
-            ",(?,?,?,?,?,?,0,?,?)"
+            ",(?,?,?,?,?,?,?,?,0,?,?)"
         });
         values.extend([
             intent.order_id.into(),
             activity_id.get().into(),
             intent.user_id.into(),
             intent.quantity.into(),
+            terms.amount(intent.quantity).into(),
+            terms.deadline(*created_at).into(),
             (*status).into(),
             intent.idempotency_key.as_str().into(),
             (*created_at).into(),

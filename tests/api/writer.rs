@@ -8,9 +8,15 @@ use redis::AsyncCommands;
 use serde_json::json;
 
 use seckill::domain::ActivityId;
-use seckill::writer::{persist_batch, BatchOutcome, OrderIntent};
+use seckill::writer::{persist_batch, BatchOutcome, OrderIntent, Terms};
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
+
+/// The terms of `create_activity`'s activities (price 0, default window).
+const TERMS: Terms = Terms {
+    price_cents: 0,
+    payment_window_secs: 900,
+};
 
 fn stream_key(app: &TestApp, activity: u64) -> String {
     format!("{}:{{a:{activity}}}:stream", app.prefix)
@@ -50,7 +56,7 @@ async fn the_same_batch_twice_inserts_once_and_counts_sold_once() {
     }
     let batch = entries(&app, activity).await;
     let id = ActivityId::new(activity);
-    let first = persist_batch(&app.db, id, &batch).await.unwrap();
+    let first = persist_batch(&app.db, id, TERMS, &batch).await.unwrap();
     assert_eq!(
         first,
         BatchOutcome {
@@ -59,7 +65,7 @@ async fn the_same_batch_twice_inserts_once_and_counts_sold_once() {
             duplicates: 0
         }
     );
-    let again = persist_batch(&app.db, id, &batch).await.unwrap();
+    let again = persist_batch(&app.db, id, TERMS, &batch).await.unwrap();
     assert_eq!(
         again,
         BatchOutcome {
@@ -77,7 +83,7 @@ async fn a_duplicate_user_in_a_batch_does_not_stop_the_rest() {
     let app = spawn_app_with(|s| s.writer.enabled = false).await;
     let activity = app.create_activity(10, 1).await;
     let id = ActivityId::new(activity);
-    persist_batch(&app.db, id, &[intent(1, 100)]).await.unwrap();
+    persist_batch(&app.db, id, TERMS, &[intent(1, 100)]).await.unwrap();
     // User 100 again with another order id (stored already), user 101 twice in the batch,
     // and order id 1 again for another user (never from snowflakes: must not count as sold).
     let batch = [
@@ -87,7 +93,7 @@ async fn a_duplicate_user_in_a_batch_does_not_stop_the_rest() {
         intent(1, 103),
         intent(5, 102),
     ];
-    let outcome = persist_batch(&app.db, id, &batch).await.unwrap();
+    let outcome = persist_batch(&app.db, id, TERMS, &batch).await.unwrap();
     assert_eq!(
         outcome,
         BatchOutcome {
@@ -107,7 +113,7 @@ async fn more_than_the_stock_is_stored_as_rejected_not_sold() {
     let app = spawn_app_with(|s| s.writer.enabled = false).await;
     let activity = app.create_activity(2, 1).await;
     let id = ActivityId::new(activity);
-    let outcome = persist_batch(&app.db, id, &[intent(1, 1), intent(2, 2), intent(3, 3)])
+    let outcome = persist_batch(&app.db, id, TERMS, &[intent(1, 1), intent(2, 2), intent(3, 3)])
         .await
         .unwrap();
     assert_eq!(
@@ -212,7 +218,7 @@ async fn entries_of_a_consumer_that_died_after_commit_are_reclaimed() {
         .map(|e| OrderIntent::parse(e).unwrap())
         .collect();
     assert_eq!(batch.len(), 3);
-    persist_batch(&app.db, ActivityId::new(activity), &batch)
+    persist_batch(&app.db, ActivityId::new(activity), TERMS, &batch)
         .await
         .unwrap();
     assert_eq!(app.admin_stats(activity).await["pending"], 3);

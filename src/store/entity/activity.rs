@@ -9,6 +9,10 @@ pub struct Model {
     pub total_stock: i64,
     pub sold: i64,
     pub per_user_limit: i32,
+    /// Price of one unit; an order's amount is this × its quantity.
+    pub price_cents: i64,
+    /// Seconds a `created` order has to be paid before it expires.
+    pub payment_window_secs: i32,
     pub starts_at: DateTime,
     pub ends_at: DateTime,
     pub version: i32,

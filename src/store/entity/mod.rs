@@ -1,4 +1,4 @@
-//! sea-orm entities of the two tables (schema in `migrations/`).
+//! sea-orm entities of the tables (schema in `migrations/`).
 //!
 //! Times are `DATETIME(3)` holding UTC, mapped to chrono's naive type: sqlx binds a
 //! `DateTime<Utc>` as a `TIMESTAMP`, which MariaDB cannot hold past 2038 (it stores NULL).
@@ -18,3 +18,4 @@ pub fn naive(t: DateTime<Utc>) -> NaiveDateTime {
 
 pub mod activity;
 pub mod order;
+pub mod payment;
