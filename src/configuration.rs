@@ -164,6 +164,8 @@ pub struct PaymentSettings {
 /// process at a time (a Redis lock with a lease and a fencing token).
 #[derive(Debug, Clone, Deserialize)]
 pub struct SweeperSettings {
+    /// Run a sweeper in `seckill serve` (every process may: one acts at a time).
+    pub enabled: bool,
     /// Pause between two rounds (ms).
     pub interval_ms: u64,
     /// Lease of the sweeper lock (ms): renewed every round; a sweeper paused past it has

@@ -50,6 +50,28 @@ pub enum ApiError {
     SoldOut,
     #[error("the stock cannot be set below the {accepted} units already sold")]
     StockBelowSold { accepted: i64 },
+    #[error("the order is not stored yet; retry in a moment")]
+    OrderNotReady,
+    #[error("the order is paid")]
+    OrderPaid,
+    #[error("the order is {0}")]
+    OrderClosed(String),
+    #[error("a payment of this order is waiting for the payment provider")]
+    PaymentInProgress,
+    #[error("the Payment-Token header is required")]
+    PaymentTokenMissing,
+    #[error("this payment token was already used")]
+    PaymentTokenUsed { payment_id: u64 },
+    #[error("the payment token is unknown, expired, or not this order's")]
+    PaymentTokenInvalid,
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("no such payment")]
+    PaymentNotFound,
+    #[error("the callback's amount {got} differs from the payment's {expected}")]
+    AmountMismatch { expected: i64, got: i64 },
+    #[error("this provider transaction is recorded on payment {payment_id}")]
+    ProviderTxnConflict { payment_id: u64 },
     #[error("service temporarily unavailable: {0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -78,6 +100,17 @@ impl ApiError {
             Self::AlreadyPurchased { .. } => "already_purchased",
             Self::SoldOut => "sold_out",
             Self::StockBelowSold { .. } => "stock_below_sold",
+            Self::OrderNotReady => "order_not_ready",
+            Self::OrderPaid => "order_paid",
+            Self::OrderClosed(_) => "order_closed",
+            Self::PaymentInProgress => "payment_in_progress",
+            Self::PaymentTokenMissing => "payment_token_missing",
+            Self::PaymentTokenUsed { .. } => "payment_token_used",
+            Self::PaymentTokenInvalid => "payment_token_invalid",
+            Self::InvalidSignature(_) => "invalid_signature",
+            Self::PaymentNotFound => "payment_not_found",
+            Self::AmountMismatch { .. } => "amount_mismatch",
+            Self::ProviderTxnConflict { .. } => "provider_txn_conflict",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -138,6 +171,8 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_string_id")]
     order_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_string_id")]
+    payment_id: Option<u64>,
 }
 
 mod opt_string_id {
@@ -152,7 +187,17 @@ mod opt_string_id {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
+            Self::PaymentTokenMissing => StatusCode::BAD_REQUEST,
+            Self::OrderNotReady
+            | Self::OrderPaid
+            | Self::OrderClosed(_)
+            | Self::PaymentInProgress
+            | Self::PaymentTokenUsed { .. }
+            | Self::PaymentTokenInvalid
+            | Self::ProviderTxnConflict { .. } => StatusCode::CONFLICT,
+            Self::PaymentNotFound => StatusCode::NOT_FOUND,
+            Self::AmountMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyMissing
             | Self::IdempotencyKeyInvalid(_)
             | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
@@ -189,11 +234,15 @@ impl ResponseError for ApiError {
                 Self::AlreadyPurchased { order_id } => Some(*order_id),
                 _ => None,
             },
+            payment_id: match self {
+                Self::PaymentTokenUsed { payment_id } => Some(*payment_id),
+                _ => None,
+            },
         };
         let mut resp = HttpResponse::build(status);
         resp.content_type("application/problem+json");
         match self {
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::OrderNotReady => {
                 resp.insert_header((header::RETRY_AFTER, "1"));
             }
             Self::RateLimited {
@@ -215,6 +264,22 @@ impl ResponseError for ApiError {
             resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         resp.json(body)
+    }
+}
+
+/// A refused transition, answered from the order as it now is.
+impl From<crate::lifecycle::TransitionError> for ApiError {
+    fn from(e: crate::lifecycle::TransitionError) -> Self {
+        use crate::lifecycle::{Refusal, TransitionError};
+        match e {
+            TransitionError::Refused(Refusal::NotFound) => Self::OrderNotFound,
+            TransitionError::Refused(Refusal::Paid) => Self::OrderPaid,
+            TransitionError::Refused(Refusal::Closed(status)) => Self::OrderClosed(status),
+            TransitionError::Refused(Refusal::PaymentInProgress) => Self::PaymentInProgress,
+            // Only the sweeper carries a fencing token; a request never does.
+            TransitionError::Fenced(f) => Self::internal(f),
+            TransitionError::Db(e) => e.into(),
+        }
     }
 }
 

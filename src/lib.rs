@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod gate;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod payment;
 pub mod recovery;
 pub mod routes;

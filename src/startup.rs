@@ -23,6 +23,8 @@ use tracing_actix_web::TracingLogger;
 use crate::auth::{AdminAuth, BuyerAuth};
 use crate::configuration::Settings;
 use crate::gate::{Gate, KeySpace};
+use crate::lifecycle::Sweeper;
+use crate::payment::ProviderClient;
 use crate::routes::RateLimits;
 use crate::snowflake::{IdGenerator, InstanceLease, LeaseFence};
 use crate::writer::Writer;
@@ -34,6 +36,8 @@ pub struct Resources {
     pub redis: redis::Client,
     pub gate: Gate,
     pub db: DatabaseConnection,
+    /// The payment provider's client.
+    pub provider: ProviderClient,
 }
 
 impl Resources {
@@ -64,11 +68,13 @@ impl Resources {
             settings.idempotency.ttl_secs,
             settings.writer.max_backlog,
         );
+        let provider = ProviderClient::new(&settings)?;
         Ok(Self {
             settings,
             redis,
             gate,
             db,
+            provider,
         })
     }
 
@@ -130,6 +136,7 @@ pub struct Application {
     port: u16,
     server: Server,
     writer: Option<JoinHandle<()>>,
+    sweeper: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     shutdown_timeout: Duration,
     lease: InstanceLease,
@@ -171,6 +178,18 @@ impl Application {
             resources.gate.keys().seeded_channel(),
             shutdown.clone(),
         ));
+        let sweeper = settings.sweeper.enabled.then(|| {
+            tokio::spawn(
+                Sweeper::new(
+                    resources.gate.clone(),
+                    resources.db.clone(),
+                    resources.provider.clone(),
+                    settings.sweeper.clone(),
+                    &settings.payment,
+                )
+                .run(shutdown.clone()),
+            )
+        });
         let limits = RateLimits::new(&settings.rate_limit);
         tokio::spawn(
             limits
@@ -183,6 +202,7 @@ impl Application {
             port,
             server,
             writer,
+            sweeper,
             shutdown,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
             lease,
@@ -203,6 +223,11 @@ impl Application {
         let served = self.server.await;
         tracing::info!("stopping: HTTP server closed, finishing the order writer");
         self.shutdown.cancel();
+        if let Some(sweeper) = self.sweeper {
+            // Between two rounds it stops at once; within one, the round's transactions are
+            // short (its lease covers a cut-off one).
+            let _ = tokio::time::timeout(self.shutdown_timeout, sweeper).await;
+        }
         if let Some(writer) = self.writer {
             if tokio::time::timeout(self.shutdown_timeout, writer)
                 .await
@@ -234,6 +259,12 @@ fn run_server(
     let body_timeout = web::Data::new(routes::BodyTimeout(Duration::from_millis(
         s.server.body_timeout_ms,
     )));
+    let payments = web::Data::new(routes::PaymentContext {
+        provider: r.provider.clone(),
+        webhook_secret: s.payment.webhook_secret.clone(),
+        token_ttl: chrono::Duration::seconds(s.payment.token_ttl_secs.max(1) as i64),
+        used_token_ttl_secs: s.idempotency.ttl_secs,
+    });
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::default())
@@ -245,6 +276,7 @@ fn run_server(
             .app_data(metrics.clone())
             .app_data(limits.clone())
             .app_data(body_timeout.clone())
+            .app_data(payments.clone())
             .configure(routes::configure)
             .default_service(web::to(error::not_found_fallback))
     })

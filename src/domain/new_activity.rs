@@ -141,9 +141,7 @@ impl TryFrom<NewActivityRequest> for NewActivity {
                 "price_cents must be from 0 to {MAX_PRICE_CENTS}, got {price_cents}"
             ));
         }
-        let payment_window_secs = r
-            .payment_window_secs
-            .unwrap_or(DEFAULT_PAYMENT_WINDOW_SECS);
+        let payment_window_secs = r.payment_window_secs.unwrap_or(DEFAULT_PAYMENT_WINDOW_SECS);
         if !(1..=MAX_PAYMENT_WINDOW_SECS).contains(&payment_window_secs) {
             return Err(format!(
                 "payment_window_secs must be from 1 to {MAX_PAYMENT_WINDOW_SECS}, got {payment_window_secs}"

@@ -5,7 +5,7 @@
 //! delete in one script). The token is bound to the order by its key, and to the user by
 //! the caller, which only issues and consumes tokens of the caller's own order.
 
-use super::{Gate, ActivityKeys};
+use super::{ActivityKeys, Gate};
 use crate::domain::ActivityId;
 use crate::idempotency::IdempotencyKey;
 
@@ -101,16 +101,18 @@ impl Gate {
             .arg(ttl_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let parsed = match (reply.first().map(String::as_str), reply.get(1), reply.get(2)) {
-            (Some(kind @ ("new" | "live")), Some(token), Some(ttl)) => {
-                PaymentToken::parse(token).zip(ttl.parse::<i64>().ok()).map(|(token, ttl_ms)| {
-                    IssuedToken {
-                        token,
-                        ttl_ms,
-                        new: kind == "new",
-                    }
-                })
-            }
+        let parsed = match (
+            reply.first().map(String::as_str),
+            reply.get(1),
+            reply.get(2),
+        ) {
+            (Some(kind @ ("new" | "live")), Some(token), Some(ttl)) => PaymentToken::parse(token)
+                .zip(ttl.parse::<i64>().ok())
+                .map(|(token, ttl_ms)| IssuedToken {
+                    token,
+                    ttl_ms,
+                    new: kind == "new",
+                }),
             _ => None,
         };
         parsed.ok_or_else(|| unexpected("issue", &reply))
@@ -198,14 +200,24 @@ mod tests {
         let t = PaymentToken::generate();
         assert_eq!(PaymentToken::parse(t.as_str()), Some(t.clone()));
         assert_eq!(t.as_str().len(), 35);
-        for bad in ["", "pt_", "pt_XYZ", "pt_0123456789abcdef0123456789abcdeF", "xx_0123456789abcdef0123456789abcdef", "pt_0123456789abcdef0123456789abcdef0"] {
+        for bad in [
+            "",
+            "pt_",
+            "pt_XYZ",
+            "pt_0123456789abcdef0123456789abcdeF",
+            "xx_0123456789abcdef0123456789abcdef",
+            "pt_0123456789abcdef0123456789abcdef0",
+        ] {
             assert_eq!(PaymentToken::parse(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn token_uses_round_trip() {
-        let u = TokenUse { payment_id: 7, idempotency_key: "k:1|x".into() };
+        let u = TokenUse {
+            payment_id: 7,
+            idempotency_key: "k:1|x".into(),
+        };
         assert_eq!(TokenUse::parse(&u.encode()), Some(u));
         assert_eq!(TokenUse::parse("x|k"), None);
     }

@@ -70,7 +70,14 @@ impl Gate {
         let mut conn = self.conn.clone();
         // One slot (the hash tag), one command.
         let _: () = conn
-            .del(&[&k.meta, &k.stock, &k.buyers, &k.stream, &k.dead, &k.returned])
+            .del(&[
+                &k.meta,
+                &k.stock,
+                &k.buyers,
+                &k.stream,
+                &k.dead,
+                &k.returned,
+            ])
             .await?;
         conn.srem(self.keys.activities(), id.get()).await
     }

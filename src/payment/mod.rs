@@ -8,5 +8,8 @@
 //! [`signature`] and [`wire`] are the contract with the provider, shared with
 //! `seckill provider`.
 
+pub mod charge;
 pub mod signature;
 pub mod wire;
+
+pub use charge::{ChargeError, ProviderClient};

@@ -40,6 +40,7 @@ pub async fn get_activity(
             ends_at: from_ms(s.ends_ms),
             per_user_limit: s.per_user_limit,
             remaining_stock: s.remaining_stock.unwrap_or(0),
+            price_cents: s.price_cents,
         },
         None => {
             let row = activity::Entity::find_by_id(id.get())
@@ -53,6 +54,7 @@ pub async fn get_activity(
                 ends_at: utc(row.ends_at),
                 per_user_limit: row.per_user_limit.into(),
                 remaining_stock: row.total_stock - row.sold,
+                price_cents: row.price_cents,
             }
         }
     };

@@ -19,7 +19,7 @@ use crate::domain::{ActivityId, NewActivity, NewActivityRequest, StockRequest};
 use crate::error::ApiError;
 use crate::gate::{Gate, SeedOutcome, SeedSpec};
 use crate::snowflake::IdGenerator;
-use crate::store::entity::{activity, naive, order, utc};
+use crate::store::entity::{activity, naive, order, payment, utc};
 
 /// Create an activity and seed its stock.
 ///
@@ -280,11 +280,39 @@ async fn admin_view(
         .one(&txn)
         .await?
         .ok_or(ApiError::ActivityNotFound)?;
-    let persisted = order::Entity::find()
+    let per_status: Vec<(String, i64)> = order::Entity::find()
+        .select_only()
+        .column(order::Column::Status)
+        .column_as(order::Column::Id.count(), "n")
         .filter(order::Column::ActivityId.eq(row.id))
+        .group_by(order::Column::Status)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let refund_required = payment::Entity::find()
+        .filter(
+            payment::Column::OrderId.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(order::Column::Id)
+                    .from(order::Entity)
+                    .and_where(order::Column::ActivityId.eq(row.id))
+                    .to_owned(),
+            ),
+        )
+        .filter(payment::Column::Status.eq(payment::STATUS_REFUND_REQUIRED))
         .count(&txn)
         .await?;
     txn.commit().await?;
+    let count = |status: &str| {
+        per_status
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
+    };
+    let persisted = per_status
+        .iter()
+        .map(|(_, n)| u64::try_from(*n).unwrap_or(0))
+        .sum();
     Ok(AdminActivityView {
         activity_id: row.id,
         name: row.name,
@@ -298,5 +326,13 @@ async fn admin_view(
         sold: row.sold,
         pending: backlog.pending + backlog.undelivered,
         dead_letters: backlog.dead_letters,
+        price_cents: row.price_cents,
+        payment_window_secs: row.payment_window_secs.into(),
+        created: count(order::STATUS_CREATED),
+        paid: count(order::STATUS_PAID),
+        cancelled: count(order::STATUS_CANCELLED),
+        expired: count(order::STATUS_EXPIRED),
+        rejected: count(order::STATUS_REJECTED),
+        refund_required,
     })
 }

@@ -11,12 +11,14 @@ mod body;
 mod health;
 mod openapi;
 mod orders;
+mod payments;
 mod purchase;
 mod rate_limit;
 mod views;
 
 pub use body::BodyTimeout;
 pub use openapi::ApiDoc;
+pub use payments::PaymentContext;
 pub use rate_limit::RateLimits;
 pub use views::{ActivityView, AdminActivityView, OrderView};
 
@@ -40,6 +42,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(get("/activities/{activity_id}", activities::get_activity))
                 .service(get("/orders/{order_id}", orders::get_order))
+                .service(post(
+                    "/orders/{order_id}/payment-token",
+                    payments::payment_token,
+                ))
+                .service(post("/orders/{order_id}/pay", payments::pay))
+                .service(post("/orders/{order_id}/cancel", orders::cancel_order))
+                .service(post("/payments/callback", payments::callback))
                 .service(
                     web::resource("/admin/activities")
                         .route(web::post().to(admin::create_activity))
@@ -67,6 +76,18 @@ where
     web::resource(path)
         .route(get_or_head().to(handler))
         .default_service(not_allowed("GET, HEAD"))
+}
+
+/// A resource that answers `POST` with `handler`, `405` to anything else.
+fn post<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::post().to(handler))
+        .default_service(not_allowed("POST"))
 }
 
 fn get_or_head() -> actix_web::Route {

@@ -12,13 +12,13 @@ use actix_web::HttpResponse;
 use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::SchemaType;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, ObjectBuilder, Ref, RefOr, Response, ResponseBuilder, Schema, Type,
 };
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{activities, admin, health, orders, purchase, views};
+use super::{activities, admin, health, orders, payments, purchase, views};
 use crate::domain::{NewActivityRequest, StockRequest};
 
 #[derive(OpenApi)]
@@ -44,6 +44,10 @@ use crate::domain::{NewActivityRequest, StockRequest};
         purchase::purchase,
         orders::get_purchase,
         orders::get_order,
+        payments::payment_token,
+        payments::pay,
+        orders::cancel_order,
+        payments::callback,
         activities::get_activity,
         admin::create_activity,
         admin::set_stock,
@@ -60,6 +64,11 @@ use crate::domain::{NewActivityRequest, StockRequest};
             purchase::PurchaseRequest,
             views::OrderView,
             views::OrderStatus,
+            views::PaymentTokenView,
+            views::PaymentView,
+            views::CallbackView,
+            views::PaymentStatus,
+            payments::CallbackBody,
             views::ActivityView,
             views::AdminActivityView,
             views::Health,
@@ -105,6 +114,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false, pattern = "^[1-9][0-9]{0,19}$")]
     order_id: Option<String>,
+    /// The payment that consumed the token (`payment_token_used` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, pattern = "^[1-9][0-9]{0,19}$")]
+    payment_id: Option<String>,
 }
 
 /// The stable machine-readable error code; each error response lists the ones it can carry.
@@ -130,6 +143,17 @@ pub enum ProblemCode {
     AlreadyPurchased,
     SoldOut,
     StockBelowSold,
+    OrderNotReady,
+    OrderPaid,
+    OrderClosed,
+    PaymentInProgress,
+    PaymentTokenMissing,
+    PaymentTokenUsed,
+    PaymentTokenInvalid,
+    InvalidSignature,
+    PaymentNotFound,
+    AmountMismatch,
+    ProviderTxnConflict,
     Unavailable,
     Internal,
 }
@@ -247,6 +271,17 @@ impl Modify for Security {
                  `Authorization` headers are `400`. Behind a gateway with \
                  `auth.trust_user_header = true`, an `X-User-Id` header instead.",
             ),
+        );
+        components.add_security_scheme(
+            "callback_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                crate::payment::signature::HEADER,
+                "The payment provider signs each callback: `Seckill-Signature: t=<unix \
+                 seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\" with \
+                 payment.webhook_secret>` (the Stripe scheme; several `v1` may be sent). \
+                 Checked over the raw body, in constant time; `t` more than 300 s away is \
+                 refused.",
+            ))),
         );
         components.add_security_scheme(
             "admin_token",

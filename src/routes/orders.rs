@@ -9,6 +9,7 @@ use crate::auth::Buyer;
 use crate::domain::{parse_decimal_u64, ActivityId, UserId};
 use crate::error::ApiError;
 use crate::gate::{Gate, OrderRecord};
+use crate::lifecycle;
 use crate::store::entity::{order, utc};
 
 /// The caller's own order. Another user's order answers 404, never 403.
@@ -88,7 +89,7 @@ pub async fn get_purchase(
     }
 }
 
-fn stored(row: order::Model) -> OrderView {
+pub(super) fn stored(row: order::Model) -> OrderView {
     OrderView {
         order_id: row.id,
         activity_id: row.activity_id,
@@ -96,6 +97,9 @@ fn stored(row: order::Model) -> OrderView {
         quantity: row.quantity.max(0) as u32,
         status: row.status,
         created_at: Some(utc(row.created_at)),
+        amount_cents: Some(row.amount_cents),
+        payment_deadline: Some(utc(row.payment_deadline)),
+        paid_at: row.paid_at.map(utc),
     }
 }
 
@@ -107,5 +111,66 @@ fn pending(activity: ActivityId, user: UserId, record: &OrderRecord) -> OrderVie
         quantity: record.quantity,
         status: "pending".into(),
         created_at: Some(from_ms(record.created_ms)),
+        amount_cents: None,
+        payment_deadline: None,
+        paid_at: None,
     }
+}
+
+/// The caller's stored order; for an order not stored yet, `order_not_ready` (it is
+/// `pending` in Redis: retry in a moment) or `order_not_found`.
+pub(super) async fn own_stored_order(
+    gate: &Gate,
+    db: &DatabaseConnection,
+    user: UserId,
+    order_id: u64,
+) -> Result<order::Model, ApiError> {
+    let row = order::Entity::find_by_id(order_id)
+        .filter(order::Column::UserId.eq(user.get()))
+        .one(db)
+        .await?;
+    match row {
+        Some(row) => Ok(row),
+        None if gate.find_order(user, order_id).await?.is_some() => Err(ApiError::OrderNotReady),
+        None => Err(ApiError::OrderNotFound),
+    }
+}
+
+/// Cancel the caller's order: its units go back to the sale.
+///
+/// Idempotent: cancelling a cancelled order answers it again. The buyer keeps their place
+/// in the activity (they cannot buy there again).
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{order_id}/cancel",
+    params(
+        ("order_id" = String, Path, description = "The order id: decimal, no leading zero.", pattern = "^[1-9][0-9]{0,19}$"),
+    ),
+    responses(
+        (status = 200, description = "The order, now `cancelled` (also when it was cancelled before).", body = OrderView),
+        (status = 400, description = "`invalid_request` — the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, description = "`order_not_found` — no order with this id belongs to the caller.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`order_not_ready` (the order is `pending`, not stored yet: retry after `Retry-After`), `order_paid`, `order_closed` (`expired` or `rejected`), `payment_in_progress` (a payment waits for the provider).", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("buyer_jwt" = []))
+)]
+pub async fn cancel_order(
+    path: web::Path<String>,
+    Buyer(user): Buyer,
+    gate: web::Data<Gate>,
+    db: web::Data<DatabaseConnection>,
+) -> Result<HttpResponse, ApiError> {
+    let order_id = parse_decimal_u64(&path).ok_or(ApiError::OrderNotFound)?;
+    own_stored_order(&gate, &db, user, order_id).await?;
+    let row = lifecycle::cancel(&db, order_id, user).await?;
+    if row.stock_returned_at.is_none() {
+        // The units back on sale now; if Redis fails here, the sweeper repairs it.
+        if let Err(e) = lifecycle::finish_close(&gate, &db, &row).await {
+            tracing::warn!(order_id, error = %e, "cancelled; units to be returned by the sweeper");
+        }
+    }
+    Ok(HttpResponse::Ok().json(stored(row)))
 }

@@ -167,6 +167,9 @@ fn accepted_response(
         quantity: order.quantity,
         status: "pending".into(),
         created_at: None,
+        amount_cents: None,
+        payment_deadline: None,
+        paid_at: None,
     })
 }
 

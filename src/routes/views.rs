@@ -26,6 +26,73 @@ pub struct OrderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DateTime<Utc>>, nullable = false)]
     pub created_at: Option<DateTime<Utc>>,
+    /// The activity's price × quantity; present once the order is stored (not `pending`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, nullable = false, minimum = 0)]
+    pub amount_cents: Option<i64>,
+    /// Unpaid after this time, the order expires; present once the order is stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DateTime<Utc>>, nullable = false)]
+    pub payment_deadline: Option<DateTime<Utc>>,
+    /// When the order was paid; present only once it is `paid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DateTime<Utc>>, nullable = false)]
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /api/v1/orders/{order_id}/payment-token`: a one-time token for paying the order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PaymentTokenView {
+    /// Send it once, as the `Payment-Token` header of the pay request.
+    #[schema(
+        pattern = "^pt_[0-9a-f]{32}$",
+        example = "pt_6f1c2d3e4a5b69788796a5b4c3d2e1f0"
+    )]
+    pub payment_token: String,
+    /// The token is refused after this time (never later than the payment deadline).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/orders/{order_id}/pay`: the payment started (and every replay of it).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PaymentView {
+    #[serde(with = "string_id")]
+    #[schema(value_type = String, pattern = "^[1-9][0-9]{0,19}$", example = "383353447455391760")]
+    pub payment_id: u64,
+    #[serde(with = "string_id")]
+    #[schema(value_type = String, pattern = "^[1-9][0-9]{0,19}$", example = "383353447455391745")]
+    pub order_id: u64,
+    #[schema(minimum = 0)]
+    pub amount_cents: i64,
+    /// Always `processing` in this answer; the order's status tells the result.
+    #[schema(value_type = String, pattern = "^processing$")]
+    pub status: &'static str,
+}
+
+/// The answer to a payment callback the service accepted (applied now or before).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CallbackView {
+    #[serde(with = "string_id")]
+    #[schema(value_type = String, pattern = "^[1-9][0-9]{0,19}$")]
+    pub payment_id: u64,
+    /// The payment's status after this callback.
+    #[schema(value_type = PaymentStatus)]
+    pub status: String,
+    /// What this delivery did: `paid`, `failed`, `refund_required`, `duplicate` (applied
+    /// before) or `ignored` (too late to change anything).
+    #[schema(value_type = String, pattern = "^(paid|failed|refund_required|duplicate|ignored)$")]
+    pub outcome: &'static str,
+}
+
+/// The state of a payment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // documentation only: the handlers write these values as strings
+pub enum PaymentStatus {
+    Processing,
+    Succeeded,
+    Failed,
+    RefundRequired,
 }
 
 /// The state of an order: `pending` (accepted, not yet in MySQL), `created` (stored),
@@ -58,6 +125,9 @@ pub struct ActivityView {
     /// Units left for sale.
     #[schema(minimum = 0)]
     pub remaining_stock: i64,
+    /// Price of one unit.
+    #[schema(minimum = 0)]
+    pub price_cents: i64,
 }
 
 /// An activity with the figures an operator watches.
@@ -88,6 +158,18 @@ pub struct AdminActivityView {
     pub pending: u64,
     /// Entries moved to the dead-letter stream.
     pub dead_letters: u64,
+    #[schema(minimum = 0)]
+    pub price_cents: i64,
+    #[schema(minimum = 1)]
+    pub payment_window_secs: i64,
+    /// Orders per status in MySQL (`pending` orders are not rows yet: see `pending`).
+    pub created: u64,
+    pub paid: u64,
+    pub cancelled: u64,
+    pub expired: u64,
+    pub rejected: u64,
+    /// Payments that took money for an order that could no longer be paid: to refund.
+    pub refund_required: u64,
 }
 
 /// `GET /healthz`: the process answers.

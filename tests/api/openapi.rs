@@ -48,6 +48,20 @@ fn every_error() -> Vec<ApiError> {
         ApiError::AlreadyPurchased { order_id: 42 },
         ApiError::SoldOut,
         ApiError::StockBelowSold { accepted: 3 },
+        ApiError::OrderNotReady,
+        ApiError::OrderPaid,
+        ApiError::OrderClosed("cancelled".into()),
+        ApiError::PaymentInProgress,
+        ApiError::PaymentTokenMissing,
+        ApiError::PaymentTokenUsed { payment_id: 7 },
+        ApiError::PaymentTokenInvalid,
+        ApiError::InvalidSignature("bad".into()),
+        ApiError::PaymentNotFound,
+        ApiError::AmountMismatch {
+            expected: 100,
+            got: 1,
+        },
+        ApiError::ProviderTxnConflict { payment_id: 8 },
         ApiError::Unavailable("redis unreachable".into()),
         ApiError::Internal(anyhow::anyhow!("a bug")),
     ];
@@ -71,6 +85,17 @@ fn every_error() -> Vec<ApiError> {
             | ApiError::AlreadyPurchased { .. }
             | ApiError::SoldOut
             | ApiError::StockBelowSold { .. }
+            | ApiError::OrderNotReady
+            | ApiError::OrderPaid
+            | ApiError::OrderClosed(_)
+            | ApiError::PaymentInProgress
+            | ApiError::PaymentTokenMissing
+            | ApiError::PaymentTokenUsed { .. }
+            | ApiError::PaymentTokenInvalid
+            | ApiError::InvalidSignature(_)
+            | ApiError::PaymentNotFound
+            | ApiError::AmountMismatch { .. }
+            | ApiError::ProviderTxnConflict { .. }
             | ApiError::Unavailable(_)
             | ApiError::Internal(_) => {}
         }

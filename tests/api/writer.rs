@@ -83,7 +83,9 @@ async fn a_duplicate_user_in_a_batch_does_not_stop_the_rest() {
     let app = spawn_app_with(|s| s.writer.enabled = false).await;
     let activity = app.create_activity(10, 1).await;
     let id = ActivityId::new(activity);
-    persist_batch(&app.db, id, TERMS, &[intent(1, 100)]).await.unwrap();
+    persist_batch(&app.db, id, TERMS, &[intent(1, 100)])
+        .await
+        .unwrap();
     // User 100 again with another order id (stored already), user 101 twice in the batch,
     // and order id 1 again for another user (never from snowflakes: must not count as sold).
     let batch = [
@@ -113,9 +115,14 @@ async fn more_than_the_stock_is_stored_as_rejected_not_sold() {
     let app = spawn_app_with(|s| s.writer.enabled = false).await;
     let activity = app.create_activity(2, 1).await;
     let id = ActivityId::new(activity);
-    let outcome = persist_batch(&app.db, id, TERMS, &[intent(1, 1), intent(2, 2), intent(3, 3)])
-        .await
-        .unwrap();
+    let outcome = persist_batch(
+        &app.db,
+        id,
+        TERMS,
+        &[intent(1, 1), intent(2, 2), intent(3, 3)],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         outcome,
         BatchOutcome {
