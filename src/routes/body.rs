@@ -88,7 +88,7 @@ pub async fn json_body<T: DeserializeOwned>(
 /// `application/json`, with any parameters (`; charset=utf-8`), sent once, not compressed;
 /// nothing else. (Two `Content-Type` headers are a `400`: "the first one wins" would let a
 /// proxy and the service read the body differently.)
-fn check_media_type(req: &HttpRequest) -> Result<(), ApiError> {
+pub fn check_media_type(req: &HttpRequest) -> Result<(), ApiError> {
     let mut types = req.headers().get_all(header::CONTENT_TYPE);
     let first = types.next();
     if types.next().is_some() {

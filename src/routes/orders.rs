@@ -151,7 +151,7 @@ pub(super) async fn own_stored_order(
         (status = 400, description = "`invalid_request` — the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, response = super::openapi::Unauthorized),
         (status = 404, description = "`order_not_found` — no order with this id belongs to the caller.", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`order_not_ready` (the order is `pending`, not stored yet: retry after `Retry-After`), `order_paid`, `order_closed` (`expired` or `rejected`), `payment_in_progress` (a payment waits for the provider).", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`order_not_ready`, `order_paid`, `order_closed`, `payment_in_progress` — the order is `pending`, not stored yet (retry after `Retry-After`); it is paid; it is `expired` or `rejected`; a payment of it waits for the provider.", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, response = super::openapi::Internal),
         (status = 503, response = super::openapi::Unavailable),
     ),

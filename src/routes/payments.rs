@@ -11,7 +11,7 @@ use chrono::{Duration, Utc};
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 
-use super::body::read_limited;
+use super::body::{check_media_type, read_limited};
 use super::orders::own_stored_order;
 use super::views::{CallbackView, PaymentTokenView, PaymentView};
 use crate::auth::Buyer;
@@ -59,7 +59,7 @@ const CALLBACK_BODY_LIMIT: usize = 4 * 1024;
         (status = 400, description = "`invalid_request` — the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, response = super::openapi::Unauthorized),
         (status = 404, description = "`order_not_found` — no order with this id belongs to the caller (another user's order answers 404).", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`order_not_ready` (`pending`, not stored yet: retry after `Retry-After`), `order_paid`, `order_closed` (`cancelled`, `expired`, `rejected`, or past its payment deadline), `payment_in_progress`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`order_not_ready`, `order_paid`, `order_closed`, `payment_in_progress` — the order is `pending`, not stored yet (retry after `Retry-After`); it is paid; it is `cancelled`, `expired`, `rejected` or past its payment deadline; a payment of it waits for the provider.", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, response = super::openapi::Internal),
         (status = 503, response = super::openapi::Unavailable),
     ),
@@ -147,7 +147,7 @@ fn token_header(headers: &HeaderMap) -> Result<&str, ApiError> {
         (status = 400, description = "`payment_token_missing`, `idempotency_key_missing`, `idempotency_key_invalid`, `invalid_request` — a header is absent, malformed or sent more than once (also `Authorization`).", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, response = super::openapi::Unauthorized),
         (status = 404, description = "`order_not_found` — no order with this id belongs to the caller.", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`payment_token_used` (with the `payment_id` that consumed it), `payment_token_invalid` (unknown, expired, or another order's token), `order_paid`, `order_closed`, `payment_in_progress`.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`payment_token_used`, `payment_token_invalid`, `order_paid`, `order_closed`, `payment_in_progress` — the token was consumed by another request (its `payment_id` is in the problem); the token is unknown, expired or another order's (that one stays usable); the order is paid; it is `cancelled`, `expired`, `rejected` or past its deadline; another payment of it waits for the provider.", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, response = super::openapi::Internal),
         (status = 503, response = super::openapi::Unavailable),
     ),
@@ -266,6 +266,7 @@ fn accepted(p: &payment::Model, replay: bool) -> HttpResponse {
         (status = 408, response = super::openapi::RequestTimeout),
         (status = 409, description = "`provider_txn_conflict` — the transaction id is recorded on another payment.", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
         (status = 422, description = "`amount_mismatch` — the amount differs from the payment's; the payment is unchanged.", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, response = super::openapi::Internal),
         (status = 503, response = super::openapi::Unavailable),
@@ -292,6 +293,8 @@ pub async fn callback(
             .increment(1);
         return Err(ApiError::InvalidSignature(e.to_string()));
     }
+    // After the signature: an unsigned request learns nothing, not even this.
+    check_media_type(&req)?;
     let cb = parse_callback(&body).inspect_err(|_| {
         metrics::counter!("seckill_payment_callbacks_total", "outcome" => "invalid").increment(1);
     })?;

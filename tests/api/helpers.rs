@@ -14,7 +14,7 @@ use seckill::configuration::Settings;
 use seckill::domain::{ActivityId, UserId};
 use seckill::gate::{ActivityKeys, KeySpace};
 use seckill::startup::Application;
-use seckill::store::entity::{activity, order};
+use seckill::store::entity::{activity, order, payment};
 
 use crate::test_data::TestData;
 
@@ -337,7 +337,9 @@ impl TestApp {
         let mut conn = self.redis.clone();
         let keys: Vec<String> = conn.keys(format!("{}:*", self.prefix)).await.unwrap();
         let mut redis_state = BTreeMap::new();
-        for key in keys {
+        // The sweeper's lock is housekeeping of the running process (taken and renewed
+        // every round), not state a request changes.
+        for key in keys.into_iter().filter(|k| !k.contains(":{sweeper}:")) {
             let kind: String = redis::cmd("TYPE")
                 .arg(&key)
                 .query_async(&mut conn)
@@ -375,7 +377,25 @@ impl TestApp {
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|o| format!("{} {} {} {}", o.id, o.user_id, o.quantity, o.status)),
+                .map(|o| {
+                    format!(
+                        "{} {} {} {} v{} {:?}",
+                        o.id, o.user_id, o.quantity, o.status, o.version, o.stock_returned_at
+                    )
+                }),
+        );
+        rows.extend(
+            payment::Entity::find()
+                .all(&self.db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| {
+                    format!(
+                        "payment {} {} {} {:?} v{}",
+                        p.id, p.order_id, p.status, p.provider_txn_id, p.version
+                    )
+                }),
         );
         (redis_state, rows)
     }
