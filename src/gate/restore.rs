@@ -18,6 +18,10 @@ pub struct RestoredOrder {
     pub user: UserId,
     pub key: String,
     pub record: OrderRecord,
+    /// The order was cancelled or expired: its units are for sale again. The buyer keeps
+    /// the slot; the order id goes into the `returned` set so that a late return of it
+    /// changes nothing (`lua/return_stock.lua`).
+    pub returned: bool,
 }
 
 /// What a restore wrote.
@@ -47,6 +51,9 @@ impl Gate {
             for o in chunk {
                 pipe.hset(&k.buyers, o.user.get(), o.record.encode())
                     .ignore();
+                if o.returned {
+                    pipe.sadd(&k.returned, o.record.order_id).ignore();
+                }
                 counts.buyers += 1;
                 let left_ms = o.record.created_ms + ttl_ms - now_ms;
                 let (Ok(key), Ok(quantity)) = (

@@ -18,7 +18,8 @@
 //! 2. read the stream (orders accepted but not yet stored) and the dead letters (accepted,
 //!    never stored) *before* the rows: an entry the writer stores in between is then seen
 //!    twice, and counted once by its order id, never zero times;
-//! 3. count the units taken from what was read — the `created` rows, plus the stream's and
+//! 3. count the units taken from what was read — the `created` and `paid` rows (cancelled and
+//!    expired ones gave their units back), plus the stream's and
 //!    the dead letters' orders that are not rows — never from the activity row's `sold`,
 //!    which a commit between two reads could leave behind the rows;
 //! 4. write every buyer and every idempotency record still within its TTL, from the rows
@@ -69,12 +70,12 @@ struct Orders {
     row: activity::Model,
     /// Every order row, and the stream's accepted entries that are not rows yet.
     restored: Vec<RestoredOrder>,
-    /// Units taken: the `created` rows' plus those of the stream's and the dead letters'
-    /// orders that are not rows.
+    /// Units taken: the `created` and `paid` rows' plus those of the stream's and the dead
+    /// letters' orders that are not rows.
     taken: i64,
     in_stream: u64,
-    /// Units of the rows with status `created` (what `sold` must equal).
-    created_units: i64,
+    /// Units of the rows that hold theirs, `created` and `paid` (what `sold` must equal).
+    held_units: i64,
 }
 
 /// Rebuilds the activity's sale state in Redis from MySQL (and the stream, if Redis kept
@@ -144,10 +145,10 @@ async fn collect(
     let mut users: HashSet<u64> = HashSet::with_capacity(rows.len());
     let ids: HashSet<u64> = rows.iter().map(|r| r.id).collect();
     let mut restored = Vec::with_capacity(rows.len() + intents.len());
-    let mut created_units = 0;
+    let mut held_units = 0;
     for r in &rows {
-        if r.status == order::STATUS_CREATED {
-            created_units += i64::from(r.quantity);
+        if order::HOLDING.contains(&r.status.as_str()) {
+            held_units += i64::from(r.quantity);
         }
         users.insert(r.user_id);
         restored.push(RestoredOrder {
@@ -158,9 +159,10 @@ async fn collect(
                 quantity: r.quantity.max(0) as u32,
                 created_ms: utc(r.created_at).timestamp_millis(),
             },
+            returned: [order::STATUS_CANCELLED, order::STATUS_EXPIRED].contains(&r.status.as_str()),
         });
     }
-    let mut taken = created_units;
+    let mut taken = held_units;
     let mut in_stream = 0;
     for i in intents {
         // Stored already (read before the rows), or a second order of a buyer who has a
@@ -178,6 +180,7 @@ async fn collect(
                 quantity: i.quantity.max(0) as u32,
                 created_ms: i.created_ms,
             },
+            returned: false,
         });
     }
     Ok(Orders {
@@ -185,7 +188,7 @@ async fn collect(
         restored,
         taken,
         in_stream,
-        created_units,
+        held_units,
     })
 }
 

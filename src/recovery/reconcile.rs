@@ -23,8 +23,8 @@ pub enum Discrepancy {
         taken: i64,
         total: i64,
     },
-    /// MySQL's `sold` differs from the units of its `created` rows.
-    Sold { sold: i64, created_units: i64 },
+    /// MySQL's `sold` differs from the units of its `created` and `paid` rows.
+    Sold { sold: i64, held_units: i64 },
     /// A row (or a stream entry) whose buyer Redis does not know: that user could buy again.
     BuyerMissing { user: u64, order_id: u64 },
     /// Redis names another order for this buyer than MySQL (or the stream) does.
@@ -48,8 +48,8 @@ impl fmt::Display for Discrepancy {
                 f,
                 "stock: remaining {remaining} (Redis) + taken {taken} (MySQL sold + stream) != total {total}"
             ),
-            Self::Sold { sold, created_units } => {
-                write!(f, "sold {sold} != units of created orders {created_units}")
+            Self::Sold { sold, held_units } => {
+                write!(f, "sold {sold} != units of created and paid orders {held_units}")
             }
             Self::BuyerMissing { user, order_id } => {
                 write!(f, "user {user} has order {order_id} but no buyer record in Redis")
@@ -89,10 +89,10 @@ pub async fn reconcile(
         }
         Some(_) => {}
     }
-    if orders.row.sold != orders.created_units {
+    if orders.row.sold != orders.held_units {
         found.push(Discrepancy::Sold {
             sold: orders.row.sold,
-            created_units: orders.created_units,
+            held_units: orders.held_units,
         });
     }
     let mut stored_users = std::collections::HashSet::with_capacity(orders.restored.len());

@@ -20,6 +20,7 @@ use crate::test_data::TestData;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const JWT_SECRET: &str = "test-jwt-secret";
+pub const WEBHOOK_SECRET: &str = "test-webhook-secret";
 
 pub struct TestApp {
     pub address: String,
@@ -96,6 +97,14 @@ pub fn test_settings() -> Settings {
     s.rate_limit.per_address_per_sec = 0;
     // A test of an unreachable server must not wait the production 30 s.
     s.server.connect_wait_secs = 2;
+    s.payment.webhook_secret = WEBHOOK_SECRET.into();
+    // No provider unless a test starts one (and points this at it): nothing listens on the
+    // discard port, so charges fail fast and are retried, like a provider that is down.
+    s.payment.provider_url = "http://127.0.0.1:9".into();
+    s.payment.retry_max_ms = 1000;
+    // Expiry within a second of a deadline, a lease that a paused test sweeper outlives soon.
+    s.sweeper.interval_ms = 200;
+    s.sweeper.lease_ms = 2000;
     s
 }
 

@@ -9,6 +9,8 @@ mod helpers;
 mod hostile;
 mod openapi;
 mod operations;
+mod payment_helpers;
+mod payments;
 mod protocol;
 mod purchase;
 mod rate_limit;
