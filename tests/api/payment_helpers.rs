@@ -92,8 +92,9 @@ impl TestApp {
     pub async fn start_payment(&self, order: u64, user: u64) -> u64 {
         let t = self.payment_token(order, user).await;
         let resp = self.pay(order, user, &t, &format!("pay-{order}")).await;
-        assert_eq!(resp.status(), 202);
+        let status = resp.status();
         let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 202, "pay: {body}");
         body["payment_id"].as_str().unwrap().parse().unwrap()
     }
 
@@ -155,6 +156,18 @@ impl TestApp {
             .unwrap();
         assert_eq!(resp.status(), 200);
         resp.json().await.unwrap()
+    }
+
+    /// Waits until the closed order's units are back in Redis (`stock_returned_at` set).
+    pub async fn wait_returned(&self, order: u64) -> order::Model {
+        for _ in 0..100 {
+            let row = self.order_row(order).await.expect("order row");
+            if row.stock_returned_at.is_some() {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the units of order {order} were not returned");
     }
 
     /// Waits until the order has `status` (the sweeper works in the background).

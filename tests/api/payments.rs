@@ -437,14 +437,16 @@ async fn after_a_failed_payment_the_buyer_pays_again_and_a_late_success_of_the_f
 #[tokio::test]
 async fn a_success_after_expiry_leaves_the_order_expired_and_is_refund_required() {
     let app = spawn_app_with(|s| s.payment.processing_grace_secs = 1).await;
-    let activity = app.create_priced(1, 900, 1).await;
+    // The writer stores a new activity's first order within about a second: a 3 s window
+    // leaves time to pay before the deadline.
+    let activity = app.create_priced(1, 900, 3).await;
     let order = app.buy_stored(activity, 1).await;
     let pid = app.start_payment(order, 1).await;
-    // Deadline 1 s after creation, grace 1 s after the payment started: expired within 5 s.
-    let row = app
-        .wait_status(order, "expired", Duration::from_secs(7))
+    // Deadline 3 s after creation, grace 1 s after the payment started: expired within 5 s.
+    app.wait_status(order, "expired", Duration::from_secs(9))
         .await;
-    assert!(row.stock_returned_at.is_some());
+    let row = app.wait_returned(order).await;
+    assert_eq!(row.status, "expired");
     assert_eq!(app.remaining(activity).await, 1, "the unit is back on sale");
     assert_eq!(app.activity_row(activity).await.sold, 0);
     let resp = app.callback(pid, "late", "succeeded", 900).await;
@@ -481,7 +483,9 @@ async fn an_unpaid_order_expires_within_5_s_of_its_deadline_and_its_unit_is_sold
         expired
     };
     assert_eq!(row.version, 1);
+    app.wait_returned(order).await;
     assert_eq!(app.remaining(activity).await, 1);
+    assert_eq!(app.activity_row(activity).await.sold, 0);
     // Sold out before: the sold-out view was dropped, the unit sells again.
     assert_eq!(app.purchase(activity, 2, "k2", None).await.status(), 201);
     // The buyer who let it expire keeps the slot.
