@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod configuration;
+pub mod crash_point;
 pub mod domain;
 pub mod error;
 pub mod gate;

@@ -118,6 +118,7 @@ fn describe_metrics() {
         Unit::Seconds,
         "Acceptance to commit of the oldest order of each batch"
     );
+    describe_payment_metrics();
     // Registered now, so that they are listed (empty) before the first batch.
     for name in [
         "seckill_writer_batch_seconds",
@@ -126,4 +127,77 @@ fn describe_metrics() {
     ] {
         let _ = metrics::histogram!(name);
     }
+}
+
+/// The metrics of the order's life after the purchase (`crate::lifecycle`, the payment
+/// routes and the sweeper).
+fn describe_payment_metrics() {
+    use metrics::{describe_counter, describe_gauge, Unit};
+    describe_counter!(
+        "seckill_payments_total",
+        "Payments by outcome: started (pay accepted), succeeded, failed, refund_required"
+    );
+    for outcome in ["started", "succeeded", "failed", "refund_required"] {
+        metrics::counter!("seckill_payments_total", "outcome" => outcome).absolute(0);
+    }
+    describe_counter!(
+        "seckill_payment_callbacks_total",
+        "Provider callbacks by outcome; duplicate = a transaction already applied"
+    );
+    for outcome in [
+        "paid",
+        "failed",
+        "refund_required",
+        "duplicate",
+        "ignored",
+        "invalid_signature",
+        "invalid",
+        "unknown_payment",
+        "amount_mismatch",
+        "txn_conflict",
+        "error",
+    ] {
+        metrics::counter!("seckill_payment_callbacks_total", "outcome" => outcome).absolute(0);
+    }
+    describe_counter!(
+        "seckill_refunds_required_total",
+        "Provider transactions that took money for an order no longer payable"
+    );
+    metrics::counter!("seckill_refunds_required_total").absolute(0);
+    describe_counter!(
+        "seckill_orders_closed_total",
+        "Orders cancelled by their buyer or expired unpaid, by status"
+    );
+    for status in ["cancelled", "expired"] {
+        metrics::counter!("seckill_orders_closed_total", "status" => status).absolute(0);
+    }
+    describe_counter!(
+        "seckill_stock_returned_units_total",
+        Unit::Count,
+        "Units of closed orders put back on sale in Redis"
+    );
+    metrics::counter!("seckill_stock_returned_units_total").absolute(0);
+    describe_counter!(
+        "seckill_charge_retries_total",
+        "Charge requests to the payment provider that failed and were retried"
+    );
+    metrics::counter!("seckill_charge_retries_total").absolute(0);
+    describe_counter!(
+        "seckill_charge_refused_total",
+        "Charge requests the payment provider refused (4xx)"
+    );
+    metrics::counter!("seckill_charge_refused_total").absolute(0);
+    describe_counter!(
+        "seckill_sweeper_rounds_total",
+        "Sweeper rounds by result: ran, not_holder (another process holds the lock), fenced, error"
+    );
+    for result in ["ran", "not_holder", "fenced", "error"] {
+        metrics::counter!("seckill_sweeper_rounds_total", "result" => result).absolute(0);
+    }
+    describe_gauge!(
+        "seckill_sweeper_lag_seconds",
+        Unit::Seconds,
+        "How far past its payment deadline the most overdue unpaid order is (0: none)"
+    );
+    metrics::gauge!("seckill_sweeper_lag_seconds").set(0.0);
 }

@@ -222,6 +222,7 @@ pub async fn pay(
     };
     match lifecycle::record_payment(&db, order_id, user, payment_id, key.as_str(), now).await {
         Ok(PaymentRecorded::New(p)) => {
+            crate::crash_point::hit("pay.after_record");
             let (provider, db) = (ctx.provider.clone(), db.get_ref().clone());
             let (id, amount) = (p.id, p.amount_cents);
             tokio::spawn(async move { lifecycle::charge(&provider, &db, id, amount).await });

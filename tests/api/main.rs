@@ -7,6 +7,7 @@ mod faults;
 mod gate;
 mod helpers;
 mod hostile;
+mod lifecycle_crash;
 mod lifecycle_races;
 mod openapi;
 mod operations;

@@ -88,6 +88,26 @@ impl Service {
             ("SECKILL__WRITER__BLOCK_MS", "10".to_owned()),
             ("SECKILL__RATE_LIMIT__PER_USER_PER_SEC", "0".to_owned()),
             ("SECKILL__RATE_LIMIT__PER_ADDRESS_PER_SEC", "0".to_owned()),
+            (
+                "SECKILL__PAYMENT__WEBHOOK_SECRET",
+                settings.payment.webhook_secret.clone(),
+            ),
+            (
+                "SECKILL__PAYMENT__PROVIDER_URL",
+                settings.payment.provider_url.clone(),
+            ),
+            (
+                "SECKILL__PAYMENT__RETRY_MAX_MS",
+                settings.payment.retry_max_ms.to_string(),
+            ),
+            (
+                "SECKILL__SWEEPER__INTERVAL_MS",
+                settings.sweeper.interval_ms.to_string(),
+            ),
+            (
+                "SECKILL__SWEEPER__LEASE_MS",
+                settings.sweeper.lease_ms.to_string(),
+            ),
         ];
         env.extend(extra.iter().map(|&(k, v)| (k, v.to_owned())));
         let log = ServiceLog(
@@ -101,6 +121,17 @@ impl Service {
             rust_log: Some("info"),
             _data: data,
         }
+    }
+
+    /// Sets (or replaces) one environment variable of the children started from now on.
+    pub fn set_env(&mut self, name: &'static str, value: &str) {
+        self.unset_env(name);
+        self.env.push((name, value.to_owned()));
+    }
+
+    /// Removes one environment variable of the children started from now on.
+    pub fn unset_env(&mut self, name: &str) {
+        self.env.retain(|(k, _)| *k != name);
     }
 
     pub fn address(&self) -> String {
