@@ -91,13 +91,29 @@ async fn pay_and_cancel_fired_together_never_end_paid_and_cancelled() {
         let token = app.payment_token(order, user).await;
         orders.push((user, order, token));
     }
+    // Half the races give the pay request a head start, half the cancel, so that both
+    // orders of arrival happen.
     let races = orders.iter().map(|(user, order, token)| {
         let app = &app;
         async move {
             let key = format!("race-{order}");
+            // 0 to 175 ms: from simultaneous to one clearly ahead (sixteen pairs at once
+            // take tens of milliseconds each on a debug build).
+            let head_start = Duration::from_millis((user / 2 % 8) * 25);
+            let (pay_first, cancel_first) = if user % 2 == 0 {
+                (Duration::ZERO, head_start)
+            } else {
+                (head_start, Duration::ZERO)
+            };
             let (pay, cancel) = tokio::join!(
-                app.pay(*order, *user, token, &key),
-                app.cancel(*order, *user)
+                async {
+                    tokio::time::sleep(pay_first).await;
+                    app.pay(*order, *user, token, &key).await
+                },
+                async {
+                    tokio::time::sleep(cancel_first).await;
+                    app.cancel(*order, *user).await
+                }
             );
             (
                 pay.status().as_u16(),
@@ -158,6 +174,15 @@ async fn pay_and_cancel_fired_together_never_end_paid_and_cancelled() {
         }
     }
     assert_eq!(paid, payments.len());
+    assert!(
+        paid > 0 && paid < orders.len(),
+        "both orders of arrival happened: {paid} of {} paid: {:?}",
+        orders.len(),
+        results
+            .iter()
+            .map(|(p, b, c)| (p, b["code"].clone(), c))
+            .collect::<Vec<_>>()
+    );
     assert_units_conserved(&app, activity).await;
     let stats = app.admin_stats(activity).await;
     assert_eq!(stats["paid"].as_u64().unwrap() as usize, paid);
@@ -318,4 +343,31 @@ async fn a_crash_between_the_mysql_close_and_the_redis_return_is_repaired_once()
     assert_eq!(sweeper.round(1).await.unwrap().repaired, 0);
     assert_eq!(app.remaining(activity).await, 2);
     assert_units_conserved(&app, activity).await;
+}
+
+#[tokio::test]
+async fn one_token_sent_by_many_pay_requests_at_once_is_consumed_once() {
+    let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
+    let activity = app.create_priced(1, 100, 900).await;
+    let order = app.buy_stored(activity, 1).await;
+    let t = app.payment_token(order, 1).await;
+    let keys: Vec<String> = (0..12).map(|i| format!("tab-{i}")).collect();
+    let answers = join_all(keys.iter().map(|k| app.pay(order, 1, &t, k))).await;
+    let mut started = Vec::new();
+    let mut used = Vec::new();
+    for resp in answers {
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        match (status, body["code"].as_str()) {
+            (202, _) => started.push(body["payment_id"].clone()),
+            (409, Some("payment_token_used")) => used.push(body["payment_id"].clone()),
+            other => panic!("a second use of the token answered {other:?}: {body}"),
+        }
+    }
+    assert_eq!(started.len(), 1, "the token was consumed more than once");
+    assert!(
+        used.iter().all(|p| *p == started[0]),
+        "each names the payment that took it"
+    );
+    assert_eq!(app.payments_of(order).await.len(), 1);
 }
