@@ -95,6 +95,9 @@ async fn a_paid_order_goes_token_pay_callback_paid_and_each_step_replays() {
     assert_eq!(stats["price_cents"], 1999);
 }
 
+/// An order action that must be refused: (action, order, user, headers, status, code).
+type Refusal<'a> = (&'a str, u64, u64, Vec<(&'a str, String)>, u16, &'a str);
+
 #[tokio::test]
 async fn every_refusal_of_token_and_pay_answers_its_code_and_changes_nothing() {
     let app = spawn_app().await;
@@ -104,7 +107,7 @@ async fn every_refusal_of_token_and_pay_answers_its_code_and_changes_nothing() {
     let ta = app.payment_token(a, 1).await;
     let tb = app.payment_token(b, 2).await;
 
-    let refusals: Vec<(&str, u64, u64, Vec<(&str, String)>, u16, &str)> = vec![
+    let refusals: Vec<Refusal> = vec![
         // Another user's order, or none: 404.
         ("payment-token", a, 2, vec![], 404, "order_not_found"),
         ("payment-token", 12345, 1, vec![], 404, "order_not_found"),
