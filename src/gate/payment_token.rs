@@ -134,7 +134,8 @@ impl Gate {
             .await?;
         Ok(match (used, live) {
             (Some(used), _) => TokenState::Used(
-                TokenUse::parse(&used).ok_or_else(|| unexpected("peek", std::slice::from_ref(&used)))?,
+                TokenUse::parse(&used)
+                    .ok_or_else(|| unexpected("peek", std::slice::from_ref(&used)))?,
             ),
             (None, Some(live)) if live == token.as_str() => TokenState::Live,
             _ => TokenState::Invalid,

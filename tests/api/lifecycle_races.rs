@@ -371,3 +371,45 @@ async fn one_token_sent_by_many_pay_requests_at_once_is_consumed_once() {
     );
     assert_eq!(app.payments_of(order).await.len(), 1);
 }
+
+#[tokio::test]
+async fn reconcile_and_rebuild_count_returned_units_and_keep_the_buyers_slot() {
+    let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
+    let activity = app.create_priced(5, 100, 900).await;
+    let id = activity.to_string();
+    let cancelled = app.buy_stored(activity, 1).await;
+    let paid = app.buy_stored(activity, 2).await;
+    app.buy_stored(activity, 3).await;
+    assert_eq!(app.cancel(cancelled, 1).await.status(), 200);
+    let pid = app.start_payment(paid, 2).await;
+    assert_eq!(app.callback(pid, "t", "succeeded", 100).await.status(), 200);
+    assert_units_conserved(&app, activity).await;
+    let (code, out) = app.seckill(&["reconcile", "--activity", &id]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("consistent"), "{out}");
+
+    // Redis loses the activity's state; the rebuild counts paid and created orders as
+    // taken, the cancelled one as returned.
+    let k = app.keys(activity);
+    let _: () = redis::AsyncCommands::del(
+        &mut app.redis.clone(),
+        &[&k.meta, &k.stock, &k.buyers, &k.returned],
+    )
+    .await
+    .unwrap();
+    let (code, out) = app.seckill(&["recover", "--activity", &id]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(app.remaining(activity).await, 3, "5 - paid - created");
+    let (code, out) = app.seckill(&["reconcile", "--activity", &id]);
+    assert_eq!(code, Some(0), "{out}");
+    // A late second return of the cancelled order changes nothing; its buyer keeps the slot.
+    let (gate, _) = sweeper(&app);
+    let again = gate
+        .return_units(ActivityId::new(activity), cancelled, UserId::new(1), 1)
+        .await
+        .unwrap();
+    assert_eq!(again, ReturnOutcome::Already);
+    assert_eq!(app.remaining(activity).await, 3);
+    assert_eq!(app.purchase(activity, 1, "again", None).await.status(), 409);
+    assert_units_conserved(&app, activity).await;
+}
