@@ -7,7 +7,8 @@
 -- ARGV[8] invalidation channel   ARGV[9] activity id
 -- ARGV[10] '1' for a rebuild (src/recovery): ARGV[6] is then the units taken, counted from
 --          the orders while the sale was paused, and replaces what Redis believed
--- ARGV[11] price of one unit in cents (shown by the public view)
+-- ARGV[11] price of one unit in cents   ARGV[12] payment window (seconds): the terms an
+--          order accepted now will be stored with (shown while it is pending)
 --
 -- Returns {'ok', remaining}, {'below_sold', accepted} or {'paused'}.
 
@@ -41,7 +42,7 @@ if total < accepted then
 end
 
 redis.call('HSET', meta, 'name', ARGV[1], 'total', total, 'starts_ms', ARGV[3],
-  'ends_ms', ARGV[4], 'limit', ARGV[5], 'price', ARGV[11])
+  'ends_ms', ARGV[4], 'limit', ARGV[5], 'price', ARGV[11], 'window', ARGV[12])
 -- Re-opens the sale if a rebuild had paused it.
 redis.call('HDEL', meta, 'paused')
 redis.call('SET', stock, total - accepted)

@@ -116,6 +116,20 @@ impl Gate {
         }))
     }
 
+    /// The activity's price and payment window as seeded (`None` for a state seeded before
+    /// they existed): the terms a pending order will be stored with.
+    pub async fn payment_terms(
+        &self,
+        id: ActivityId,
+    ) -> Result<Option<(i64, i64)>, redis::RedisError> {
+        let (price, window): (Option<i64>, Option<i64>) = self
+            .conn
+            .clone()
+            .hmget(self.keys.activity(id).meta, &["price", "window"])
+            .await?;
+        Ok(price.zip(window))
+    }
+
     /// The writer's backlog on this activity's stream.
     pub async fn backlog(&self, id: ActivityId) -> Result<StreamBacklog, redis::RedisError> {
         stream_backlog(&mut self.conn.clone(), &self.keys.activity(id)).await

@@ -17,6 +17,8 @@ pub struct SeedSpec {
     pub per_user_limit: i64,
     /// Price of one unit (shown by the public activity view).
     pub price_cents: i64,
+    /// Seconds a stored order has to be paid (shown on pending orders).
+    pub payment_window_secs: i64,
     /// Units already taken, used when Redis holds no state for the activity: MySQL's `sold`
     /// (plus, in a recovery, the accepted orders still waiting in the stream).
     pub sold: i64,
@@ -33,6 +35,7 @@ impl SeedSpec {
             ends_ms: utc(row.ends_at).timestamp_millis(),
             per_user_limit: row.per_user_limit.into(),
             price_cents: row.price_cents,
+            payment_window_secs: row.payment_window_secs.into(),
             sold: row.sold,
         }
     }
@@ -105,6 +108,7 @@ impl Gate {
             .arg(spec.id.get())
             .arg(if rebuild { "1" } else { "0" })
             .arg(spec.price_cents)
+            .arg(spec.payment_window_secs)
             .invoke_async(&mut conn)
             .await?;
         let number = reply.get(1).and_then(|s| s.parse::<i64>().ok());

@@ -46,7 +46,9 @@ pub async fn get_order(
         return Ok(HttpResponse::Ok().json(stored(row)));
     }
     match gate.find_order(user, order_id).await? {
-        Some((activity, record)) => Ok(HttpResponse::Ok().json(pending(activity, user, &record))),
+        Some((activity, record)) => {
+            Ok(HttpResponse::Ok().json(pending(&gate, activity, user, &record).await?))
+        }
         None => Err(ApiError::OrderNotFound),
     }
 }
@@ -84,7 +86,7 @@ pub async fn get_purchase(
         return Ok(HttpResponse::Ok().json(stored(row)));
     }
     match gate.buyer_record(activity, user).await? {
-        Some(record) => Ok(HttpResponse::Ok().json(pending(activity, user, &record))),
+        Some(record) => Ok(HttpResponse::Ok().json(pending(&gate, activity, user, &record).await?)),
         None => Err(ApiError::OrderNotFound),
     }
 }
@@ -103,18 +105,27 @@ pub(super) fn stored(row: order::Model) -> OrderView {
     }
 }
 
-fn pending(activity: ActivityId, user: UserId, record: &OrderRecord) -> OrderView {
-    OrderView {
+/// A pending order, with the amount and deadline it will be stored with (the writer
+/// computes them from the same terms and the same creation time).
+async fn pending(
+    gate: &Gate,
+    activity: ActivityId,
+    user: UserId,
+    record: &OrderRecord,
+) -> Result<OrderView, ApiError> {
+    let terms = gate.payment_terms(activity).await?;
+    let created_at = from_ms(record.created_ms);
+    Ok(OrderView {
         order_id: record.order_id,
         activity_id: activity.get(),
         user_id: user.get(),
         quantity: record.quantity,
         status: "pending".into(),
-        created_at: Some(from_ms(record.created_ms)),
-        amount_cents: None,
-        payment_deadline: None,
+        created_at: Some(created_at),
+        amount_cents: terms.map(|(price, _)| price.saturating_mul(record.quantity.into())),
+        payment_deadline: terms.map(|(_, window)| created_at + chrono::Duration::seconds(window)),
         paid_at: None,
-    }
+    })
 }
 
 /// The caller's stored order; for an order not stored yet, `order_not_ready` (it is

@@ -26,11 +26,11 @@ pub struct OrderView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DateTime<Utc>>, nullable = false)]
     pub created_at: Option<DateTime<Utc>>,
-    /// The activity's price × quantity; present once the order is stored (not `pending`).
+    /// The activity's price × quantity (absent from the purchase answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i64>, nullable = false, minimum = 0)]
     pub amount_cents: Option<i64>,
-    /// Unpaid after this time, the order expires; present once the order is stored.
+    /// Unpaid after this time, the order expires (absent from the purchase answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DateTime<Utc>>, nullable = false)]
     pub payment_deadline: Option<DateTime<Utc>>,

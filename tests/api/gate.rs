@@ -37,6 +37,7 @@ async fn fixture(stock: i64, limit: i64, starts_in_ms: i64, ends_in_ms: i64) -> 
             ends_ms: now + ends_in_ms,
             per_user_limit: limit,
             price_cents: 0,
+            payment_window_secs: 900,
             sold: 0,
         })
         .await
@@ -194,6 +195,7 @@ async fn reseed_keeps_accepted_units_and_refuses_below_them() {
         ends_ms: now + 60_000,
         per_user_limit: 1,
         price_cents: 0,
+        payment_window_secs: 900,
         sold: 0,
     };
     assert_eq!(
@@ -258,6 +260,7 @@ async fn sold_out_is_answered_locally_without_breaking_replay() {
         ends_ms: now + 60_000,
         per_user_limit: 1,
         price_cents: 0,
+        payment_window_secs: 900,
         sold: 0,
     };
     let _: () = f.conn.clone().set(f.key("A:stock"), 0).await.unwrap();

@@ -267,6 +267,15 @@ async fn a_pending_order_is_not_ready_and_its_pay_has_no_valid_token() {
         .unwrap()
         .parse()
         .unwrap();
+    // The pending view shows the amount and deadline the writer will store.
+    let view = app.get_order(order, 1).await;
+    assert_eq!(view["status"], "pending");
+    assert_eq!(view["amount_cents"], 100);
+    let created =
+        chrono::DateTime::parse_from_rfc3339(view["created_at"].as_str().unwrap()).unwrap();
+    let deadline =
+        chrono::DateTime::parse_from_rfc3339(view["payment_deadline"].as_str().unwrap()).unwrap();
+    assert_eq!((deadline - created).num_seconds(), 900);
     let before = app.state().await;
     for action in ["payment-token", "cancel"] {
         let resp = app.order_action(order, 1, action, &[]).await;
