@@ -271,8 +271,9 @@ impl Settings {
     }
 
     /// Where the provider sends callbacks: `payment.callback_url`, or the service's own
-    /// address when that is empty.
-    pub fn callback_url(&self) -> String {
+    /// address (with the port it really listens on: `server.port = 0` picks one) when that
+    /// is empty.
+    pub fn callback_url(&self, listening_port: u16) -> String {
         if !self.payment.callback_url.is_empty() {
             return self.payment.callback_url.clone();
         }
@@ -280,10 +281,13 @@ impl Settings {
             Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
             _ => self.server.host.clone(),
         };
-        format!(
-            "http://{host}:{}/api/v1/payments/callback",
-            self.server.port
-        )
+        // A service listening on every address is reached on loopback by a local provider.
+        let host = match host.as_str() {
+            "0.0.0.0" => "127.0.0.1".to_owned(),
+            "[::]" => "[::1]".to_owned(),
+            _ => host,
+        };
+        format!("http://{host}:{listening_port}/api/v1/payments/callback")
     }
 }
 

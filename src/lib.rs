@@ -18,6 +18,7 @@ pub mod gate;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod payment;
+pub mod provider;
 pub mod recovery;
 pub mod routes;
 pub mod snowflake;

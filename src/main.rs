@@ -1,4 +1,5 @@
-//! The `seckill` command line: `serve`, `writer`, `migrate`, `token`.
+//! The `seckill` command line: `serve`, `writer`, `migrate`, `token`, `reconcile`,
+//! `recover`, `provider`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -61,6 +62,8 @@ enum Command {
         #[arg(long)]
         activity: String,
     },
+    /// The payment provider for local runs, tests and load tests (see `--help`).
+    Provider(seckill::provider::ProviderArgs),
 }
 
 #[tokio::main]
@@ -114,6 +117,21 @@ async fn main() -> anyhow::Result<()> {
                 report.remaining
             );
             Ok(())
+        }
+        Command::Provider(args) => {
+            let url = url::Url::parse(&settings.payment.provider_url)
+                .map_err(|e| anyhow::anyhow!("payment.provider_url: {e}"))?;
+            let host = args
+                .host
+                .clone()
+                .or_else(|| url.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "127.0.0.1".into());
+            let port = args.port.or(url.port_or_known_default()).unwrap_or(8081);
+            let secret = args
+                .webhook_secret
+                .clone()
+                .unwrap_or_else(|| settings.payment.webhook_secret.clone());
+            seckill::provider::run(args, secret, &host, port).await
         }
         Command::Token { user, ttl, count } => {
             let first = UserId::parse(&user)

@@ -36,8 +36,6 @@ pub struct Resources {
     pub redis: redis::Client,
     pub gate: Gate,
     pub db: DatabaseConnection,
-    /// The payment provider's client.
-    pub provider: ProviderClient,
 }
 
 impl Resources {
@@ -68,13 +66,11 @@ impl Resources {
             settings.idempotency.ttl_secs,
             settings.writer.max_backlog,
         );
-        let provider = ProviderClient::new(&settings)?;
         Ok(Self {
             settings,
             redis,
             gate,
             db,
-            provider,
         })
     }
 
@@ -167,6 +163,8 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
+        // The callbacks come back to the port really bound (it differs when the setting is 0).
+        let provider = ProviderClient::new(settings, settings.callback_url(port))?;
         let shutdown = CancellationToken::new();
         let writer = if settings.writer.enabled {
             Some(resources.spawn_writer(shutdown.clone()).await?)
@@ -183,7 +181,7 @@ impl Application {
                 Sweeper::new(
                     resources.gate.clone(),
                     resources.db.clone(),
-                    resources.provider.clone(),
+                    provider.clone(),
                     settings.sweeper.clone(),
                     &settings.payment,
                 )
@@ -196,7 +194,7 @@ impl Application {
                 .clone()
                 .run_pruner(Duration::from_secs(10), shutdown.clone()),
         );
-        let server = run_server(listener, &resources, limits, lease.fence())?;
+        let server = run_server(listener, &resources, provider, limits, lease.fence())?;
         tracing::info!(port, writer = settings.writer.enabled, "seckill listening");
         Ok(Self {
             port,
@@ -245,6 +243,7 @@ impl Application {
 fn run_server(
     listener: TcpListener,
     r: &Resources,
+    provider: ProviderClient,
     limits: std::sync::Arc<RateLimits>,
     fence: LeaseFence,
 ) -> std::io::Result<Server> {
@@ -260,7 +259,7 @@ fn run_server(
         s.server.body_timeout_ms,
     )));
     let payments = web::Data::new(routes::PaymentContext {
-        provider: r.provider.clone(),
+        provider,
         webhook_secret: s.payment.webhook_secret.clone(),
         token_ttl: chrono::Duration::seconds(s.payment.token_ttl_secs.max(1) as i64),
         used_token_ttl_secs: s.idempotency.ttl_secs,

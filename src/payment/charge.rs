@@ -35,7 +35,8 @@ pub struct ProviderClient {
 }
 
 impl ProviderClient {
-    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+    /// A client asking for callbacks at `callback_url` ([`Settings::callback_url`]).
+    pub fn new(settings: &Settings, callback_url: String) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(
                 settings.payment.provider_timeout_ms.max(1),
@@ -47,7 +48,7 @@ impl ProviderClient {
                 "{}{CHARGES_PATH}",
                 settings.payment.provider_url.trim_end_matches('/')
             ),
-            callback_url: settings.callback_url(),
+            callback_url,
             retry_max: Duration::from_millis(settings.payment.retry_max_ms.max(100)),
         })
     }

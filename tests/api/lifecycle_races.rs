@@ -25,7 +25,7 @@ fn sweeper(app: &TestApp) -> (Gate, Sweeper) {
         s.idempotency.ttl_secs,
         s.writer.max_backlog,
     );
-    let provider = ProviderClient::new(s).unwrap();
+    let provider = ProviderClient::new(s, app.url("/api/v1/payments/callback")).unwrap();
     let sweeper = Sweeper::new(
         gate.clone(),
         app.db.clone(),

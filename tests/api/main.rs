@@ -14,6 +14,7 @@ mod operations;
 mod payment_helpers;
 mod payments;
 mod protocol;
+mod provider;
 mod purchase;
 mod rate_limit;
 mod restart;
