@@ -190,7 +190,21 @@ pub async fn pay(
         TokenState::Invalid => return Err(ApiError::PaymentTokenInvalid),
     };
     let now = Utc::now();
-    payable(&db, &row, now).await?;
+    if let Err(refused) = payable(&db, &row, now).await {
+        // Another request may have consumed the token (and started its payment) since the
+        // peek: the token's answer comes first, as always.
+        if resumed.is_none() {
+            if let TokenState::Used(u) = gate.peek_payment_token(activity, order_id, &token).await?
+            {
+                if u.idempotency_key != key.as_str() {
+                    return Err(ApiError::PaymentTokenUsed {
+                        payment_id: u.payment_id,
+                    });
+                }
+            }
+        }
+        return Err(refused);
+    }
     let payment_id = match resumed {
         Some(id) => id,
         None => {
