@@ -38,19 +38,41 @@ pub async fn get_order(
     db: web::Data<DatabaseConnection>,
 ) -> Result<HttpResponse, ApiError> {
     let order_id = parse_decimal_u64(&path).ok_or(ApiError::OrderNotFound)?;
-    let row = order::Entity::find_by_id(order_id)
-        .filter(order::Column::UserId.eq(user.get()))
-        .one(db.get_ref())
-        .await?;
-    if let Some(row) = row {
-        return Ok(HttpResponse::Ok().json(stored(row)));
-    }
-    match gate.find_order(user, order_id).await? {
-        Some((activity, record)) => {
+    match own_order(&gate, &db, user, order_id).await? {
+        Some(OwnOrder::Stored(row)) => Ok(HttpResponse::Ok().json(stored(row))),
+        Some(OwnOrder::Pending(activity, record)) => {
             Ok(HttpResponse::Ok().json(pending(&gate, activity, user, &record).await?))
         }
         None => Err(ApiError::OrderNotFound),
     }
+}
+
+/// An order of the caller, wherever it is now.
+enum OwnOrder {
+    /// In MySQL: its status is the truth.
+    Stored(order::Model),
+    /// Accepted by the gate, not yet stored by the writer.
+    Pending(ActivityId, OrderRecord),
+}
+
+/// The caller's order with this id: MySQL first, then the gate's record in Redis.
+async fn own_order(
+    gate: &Gate,
+    db: &DatabaseConnection,
+    user: UserId,
+    order_id: u64,
+) -> Result<Option<OwnOrder>, ApiError> {
+    let row = order::Entity::find_by_id(order_id)
+        .filter(order::Column::UserId.eq(user.get()))
+        .one(db)
+        .await?;
+    if let Some(row) = row {
+        return Ok(Some(OwnOrder::Stored(row)));
+    }
+    Ok(gate
+        .find_order(user, order_id)
+        .await?
+        .map(|(activity, record)| OwnOrder::Pending(activity, record)))
 }
 
 /// The caller's order in this activity.
@@ -136,13 +158,9 @@ pub(super) async fn own_stored_order(
     user: UserId,
     order_id: u64,
 ) -> Result<order::Model, ApiError> {
-    let row = order::Entity::find_by_id(order_id)
-        .filter(order::Column::UserId.eq(user.get()))
-        .one(db)
-        .await?;
-    match row {
-        Some(row) => Ok(row),
-        None if gate.find_order(user, order_id).await?.is_some() => Err(ApiError::OrderNotReady),
+    match own_order(gate, db, user, order_id).await? {
+        Some(OwnOrder::Stored(row)) => Ok(row),
+        Some(OwnOrder::Pending(..)) => Err(ApiError::OrderNotReady),
         None => Err(ApiError::OrderNotFound),
     }
 }

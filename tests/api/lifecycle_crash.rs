@@ -11,6 +11,15 @@ use seckill::provider::{ProviderArgs, RunningProvider};
 use crate::helpers::{token, TestApp, WEBHOOK_SECRET};
 use crate::service::Service;
 
+/// Sends `req` to a process that must die at its crash point: no answer comes back.
+async fn no_answer(req: reqwest::RequestBuilder) {
+    let answer = req.send().await;
+    assert!(
+        answer.is_err(),
+        "no answer from a process that died: {answer:?}"
+    );
+}
+
 /// Waits for the child to exit (it aborts at its crash point).
 async fn wait_exit(child: &mut tokio::process::Child) {
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
@@ -31,16 +40,12 @@ async fn killed_between_the_mysql_cancel_and_the_redis_return_the_restart_return
     assert_eq!(app.remaining(activity).await, 1);
 
     // The cancel commits in MySQL, then the process dies before the Redis return.
-    let answer = app
-        .client
-        .post(app.url(&format!("/api/v1/orders/{order}/cancel")))
-        .bearer_auth(token(1))
-        .send()
-        .await;
-    assert!(
-        answer.is_err(),
-        "no answer from a process that died: {answer:?}"
-    );
+    no_answer(
+        app.client
+            .post(app.url(&format!("/api/v1/orders/{order}/cancel")))
+            .bearer_auth(token(1)),
+    )
+    .await;
     wait_exit(&mut child).await;
     let row = app.order_row(order).await.unwrap();
     assert_eq!(row.status, "cancelled");
@@ -100,18 +105,14 @@ async fn killed_between_recording_a_payment_and_asking_the_provider_the_restart_
     let activity = app.create_priced(1, 300, 900).await;
     let order = app.buy_stored(activity, 1).await;
     let t = app.payment_token(order, 1).await;
-    let answer = app
-        .client
-        .post(app.url(&format!("/api/v1/orders/{order}/pay")))
-        .bearer_auth(token(1))
-        .header("Payment-Token", &t)
-        .header("Idempotency-Key", "k")
-        .send()
-        .await;
-    assert!(
-        answer.is_err(),
-        "no answer from a process that died: {answer:?}"
-    );
+    no_answer(
+        app.client
+            .post(app.url(&format!("/api/v1/orders/{order}/pay")))
+            .bearer_auth(token(1))
+            .header("Payment-Token", &t)
+            .header("Idempotency-Key", "k"),
+    )
+    .await;
     wait_exit(&mut child).await;
     let payments = app.payments_of(order).await;
     assert_eq!(payments.len(), 1);
