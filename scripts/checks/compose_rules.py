@@ -49,7 +49,7 @@ def test_of(service):
 defaults, overridden = (yaml.safe_load(open(p))["services"] for p in sys.argv[1:3])
 config = tomllib.loads((root / "config" / "default.toml").read_text())
 
-for name in ("redis", "mysql", "app"):
+for name in ("redis", "mysql", "app", "provider"):
     need(name in defaults, f"no service {name}")
 for name, s in defaults.items():
     need(test_of(s), f"{name}: no health check")
@@ -71,6 +71,19 @@ need(env.get("SECKILL__SERVER__HOST") == "0.0.0.0", "app: must listen on 0.0.0.0
 for key, service, port in (("SECKILL__REDIS__URL", "redis", 6379), ("SECKILL__DATABASE__URL", "mysql", 3306)):
     need(f"@{service}:{port}" in env.get(key, "") or f"//{service}:{port}" in env.get(key, ""),
          f"app: {key} = {env.get(key)!r} does not name {service}:{port}")
+
+# The provider: reached by the app, signing with the app's secret; calls back to the app.
+provider = defaults.get("provider", {})
+need(env.get("SECKILL__PAYMENT__PROVIDER_URL") == "http://provider:8081",
+     "app: SECKILL__PAYMENT__PROVIDER_URL does not name provider:8081")
+need(env.get("SECKILL__PAYMENT__CALLBACK_URL") == f"http://app:{app_port}/api/v1/payments/callback",
+     "app: SECKILL__PAYMENT__CALLBACK_URL does not name the app's callback")
+need(env.get("SECKILL__PAYMENT__WEBHOOK_SECRET")
+     and env.get("SECKILL__PAYMENT__WEBHOOK_SECRET") == provider.get("environment", {}).get("SECKILL__PAYMENT__WEBHOOK_SECRET"),
+     "app and provider: not the same SECKILL__PAYMENT__WEBHOOK_SECRET (or none: the shipped one is refused off loopback)")
+need("8081" in " ".join(map(str, provider.get("command", []))), "provider: not on port 8081")
+need(":8081/" in test_of(provider), "provider: health check does not ask port 8081")
+need(not published(provider), "provider: published on the host (it is a stand-in for tests)")
 
 expected = {  # service → (default host port, overridden host port, container port)
     "app": (8080, 28080, app_port),
