@@ -165,11 +165,19 @@ impl Sweeper {
         Ok(repaired)
     }
 
-    /// Payments the provider never acknowledged (their process died before it answered).
+    /// Payments the provider never acknowledged (their process died before it answered),
+    /// of orders that can still be paid: asking now for a closed order would only take money
+    /// to refund.
     async fn recharge(&self, now: chrono::DateTime<Utc>) -> anyhow::Result<u64> {
+        let payable = sea_orm::sea_query::Query::select()
+            .column(order::Column::Id)
+            .from(order::Entity)
+            .and_where(order::Column::Status.eq(order::STATUS_CREATED))
+            .to_owned();
         let stuck = payment::Entity::find()
             .filter(payment::Column::Status.eq(payment::STATUS_PROCESSING))
             .filter(payment::Column::ProviderAcceptedAt.is_null())
+            .filter(payment::Column::OrderId.in_subquery(payable))
             .filter(payment::Column::CreatedAt.lte(naive(now - RECHARGE_AFTER)))
             .limit(self.settings.batch_size)
             .all(&self.db)

@@ -13,12 +13,21 @@ use seckill::gate::{Gate, KeySpace, ReturnOutcome};
 use seckill::lifecycle::{self, Sweeper, TransitionError};
 use seckill::payment::ProviderClient;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use seckill::provider::{ProviderArgs, RunningProvider};
+
+use crate::helpers::{spawn_app_with, TestApp, WEBHOOK_SECRET};
 
 /// A gate and a sweeper of their own over the test app's Redis and database (the app's own
 /// sweeper is off in these tests, so each round runs when the test says).
 fn sweeper(app: &TestApp) -> (Gate, Sweeper) {
-    let s = &app.settings;
+    sweeper_with(app, &app.settings.payment.provider_url)
+}
+
+/// The same, asking the provider at `provider_url`.
+fn sweeper_with(app: &TestApp, provider_url: &str) -> (Gate, Sweeper) {
+    let mut s = app.settings.clone();
+    s.payment.provider_url = provider_url.to_owned();
+    let s = &s;
     let gate = Gate::new(
         app.redis.clone(),
         KeySpace::new(app.prefix.clone()),
@@ -412,4 +421,37 @@ async fn reconcile_and_rebuild_count_returned_units_and_keep_the_buyers_slot() {
     assert_eq!(app.remaining(activity).await, 3);
     assert_eq!(app.purchase(activity, 1, "again", None).await.status(), 409);
     assert_units_conserved(&app, activity).await;
+}
+
+#[tokio::test]
+async fn the_sweeper_charges_again_only_the_payments_of_orders_still_payable() {
+    let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
+    let provider = RunningProvider::start(ProviderArgs::default(), WEBHOOK_SECRET).unwrap();
+    let activity = app.create_priced(2, 100, 3).await;
+    // The app's provider is down: both payments stay `processing`, never acknowledged.
+    let closed = app.buy_stored(activity, 1).await;
+    let open = app.buy_stored(activity, 2).await;
+    app.start_payment(closed, 1).await;
+    let pending = app.start_payment(open, 2).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    // One order expires (its grace waived here); the other is in its payment's grace.
+    let expired = lifecycle::expire(
+        &app.db,
+        closed,
+        1,
+        chrono::Duration::zero(),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(expired.is_some());
+    let (_, sweeper) = sweeper_with(&app, &provider.url());
+    let report = sweeper.round(1).await.unwrap();
+    assert_eq!((report.expired, report.recharged), (0, 1), "{report:?}");
+    let stats = provider.stats();
+    assert_eq!(stats.charges, 1);
+    assert!(
+        provider.charge(&pending.to_string()).is_some(),
+        "the payable order's payment"
+    );
 }
