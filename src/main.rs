@@ -62,7 +62,7 @@ enum Command {
         #[arg(long)]
         activity: String,
     },
-    /// The payment provider for local runs, tests and load tests (see `--help`).
+    /// A payment provider for local runs, tests and load tests, hostile on request.
     Provider(seckill::provider::ProviderArgs),
 }
 

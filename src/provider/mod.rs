@@ -41,8 +41,9 @@ pub struct ProviderArgs {
     /// Port (default: the port of `payment.provider_url`; 0 picks a free one).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Secret of the callback signatures (default: `payment.webhook_secret`).
-    #[arg(long, env = "SECKILL_PROVIDER_WEBHOOK_SECRET")]
+    /// Secret of the callback signatures (default: `payment.webhook_secret`, i.e.
+    /// SECKILL__PAYMENT__WEBHOOK_SECRET or the configuration file: the service's own).
+    #[arg(long)]
     pub webhook_secret: Option<String>,
     /// Share of charges that fail (0.0–1.0).
     #[arg(long, default_value_t = 0.0)]
@@ -63,6 +64,7 @@ pub struct ProviderArgs {
     /// order.
     #[arg(long)]
     pub reorder: bool,
+    /// The longest a copy is held back with `--reorder` (ms).
     #[arg(long, default_value_t = 500)]
     pub reorder_window_ms: u64,
     /// Share of callback attempts dropped (never sent; retried like a failed one).
@@ -71,6 +73,7 @@ pub struct ProviderArgs {
     /// First pause after a failed attempt (ms); doubles up to `--retry-max-ms`.
     #[arg(long, default_value_t = 100)]
     pub retry_min_ms: u64,
+    /// Longest pause between two attempts of a copy (ms).
     #[arg(long, default_value_t = 5000)]
     pub retry_max_ms: u64,
     /// Attempts per copy before giving up (0: never give up).
