@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """Checks the flash-sale invariants on MySQL and Redis after a load run; exit 1 if any fails.
 
-Reads the stores directly (mariadb and redis-cli), not through the service, at the addresses
-the service uses: SECKILL__REDIS__URL and SECKILL__DATABASE__URL (user, password, host, port,
-Redis database index, MySQL database), else those of config/default.toml.
+Reads the stores directly (loadtest/stores.py: mariadb and redis-cli), not through the
+service, at the addresses the service uses.
   - no user has two orders (I2); sold <= total_stock (I1)
-  - sold equals the units of the `created` orders; remaining (Redis) + sold = total_stock
+  - sold equals the units of the `created` and `paid` orders; remaining (Redis) + sold = total_stock
   - every buyer the gate accepted is a row (I4): HLEN buyers = rows, and when not, which
     buyers have no row (and which rows no buyer); nothing pending or dead-lettered
   - the rows of the sale equal the fresh 201 answers the load tool counted (I3: replays and
@@ -15,18 +14,10 @@ Each failure is named "<activity role>: <check>" (roles: sale, sold-out).
 """
 import argparse
 import json
-import os
-import re
-import shutil
-import subprocess
 import sys
-from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-try:
-    import tomllib
-except ImportError:  # Python < 3.11: the built-in defaults below
-    tomllib = None
+from stores import default_db, redis, redis_int
+from stores import sql as sql_in
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--db", help="database (default: the one in the configured MySQL URL)")
@@ -35,52 +26,11 @@ ap.add_argument("--sale", required=True)
 ap.add_argument("--sold-out", required=True)
 ap.add_argument("--summary", required=True, help="the load tool's summary (k6's export shape)")
 args = ap.parse_args()
-client = shutil.which("mariadb") or shutil.which("mysql")
-
-
-def configured(section, fallback):
-    """The URL the service uses: its environment variable, else config/default.toml."""
-    env = os.environ.get(f"SECKILL__{section.upper()}__URL")
-    if env:
-        return env
-    path = Path(__file__).resolve().parent.parent / "config" / "default.toml"
-    if tomllib and path.exists():
-        return tomllib.loads(path.read_text()).get(section, {}).get("url", fallback)
-    return fallback
-
-
-redis_url = urlsplit(configured("redis", "redis://127.0.0.1:6379"))
-db_url = urlsplit(configured("database", "mysql://root@127.0.0.1:3306/seckill"))
-db = args.db or db_url.path.lstrip("/")
-# Passwords go through the environment (REDISCLI_AUTH, MYSQL_PWD), never the command line.
-redis_cmd = ["redis-cli", "-h", redis_url.hostname or "127.0.0.1", "-p", str(redis_url.port or 6379),
-             "-n", redis_url.path.lstrip("/") or "0"]
-if redis_url.username:
-    redis_cmd += ["--user", unquote(redis_url.username)]
-redis_env = dict(os.environ)
-if redis_url.password:  # an empty one would be sent, and refused
-    redis_env["REDISCLI_AUTH"] = unquote(redis_url.password)
-sql_cmd = [client, "--protocol=TCP", "-h", db_url.hostname or "127.0.0.1", "-P", str(db_url.port or 3306)]
-if db_url.username:
-    sql_cmd += ["-u", unquote(db_url.username)]
-sql_env = {**os.environ, "MYSQL_PWD": unquote(db_url.password or "")}
+db = args.db or default_db
 
 
 def sql(query):
-    out = subprocess.run([*sql_cmd, "-N", "-B", db, "-e", query], env=sql_env,
-                         check=True, capture_output=True, text=True).stdout.strip()
-    return [line.split("\t") for line in out.splitlines()]
-
-
-def redis(*cmd):
-    return subprocess.run([*redis_cmd, *cmd], env=redis_env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def redis_int(*cmd):
-    """The first line of the reply as an integer (XPENDING's summary starts with the count)."""
-    first = (redis(*cmd).splitlines() or [""])[0].strip()
-    return int(first) if re.fullmatch(r"-?\d+", first) else None
+    return sql_in(db, query)
 
 
 failures = []
@@ -115,7 +65,7 @@ for role, activity in (("sale", args.sale), ("sold-out", args.sold_out)):
     total, sold = int(total), int(sold)
     [[rows, users, created_units]] = sql(
         "SELECT COUNT(*), COUNT(DISTINCT user_id), "
-        "COALESCE(SUM(CASE WHEN status='created' THEN quantity END), 0) "
+        "COALESCE(SUM(CASE WHEN status IN ('created', 'paid') THEN quantity END), 0) "
         f"FROM seckill_order WHERE activity_id={activity}")
     rows, users, created_units = int(rows), int(users), int(created_units)
     remaining = redis_int("GET", f"{tag}:stock")
@@ -126,7 +76,7 @@ for role, activity in (("sale", args.sale), ("sold-out", args.sold_out)):
           f"buyers {buyers}, pending {pending}, dead letters {dead}")
     expect("one order per user", rows == users, f"{rows} rows, {users} distinct users")
     expect("no oversell", sold <= total, f"sold {sold} <= total {total}")
-    expect("sold = units of created orders", sold == created_units, f"{sold} vs {created_units}")
+    expect("sold = units of created and paid orders", sold == created_units, f"{sold} vs {created_units}")
     expect("remaining + sold = stock", remaining is not None and remaining + sold == total,
            f"{remaining} + {sold} vs {total}")
     expect("every accepted buyer persisted", buyers == rows, f"{buyers} buyers vs {rows} rows")

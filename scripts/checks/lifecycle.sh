@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Part of scripts/test: the lifecycle load test's smoke run (loadtest/lifecycle --quick
+# --debug: buy, pay through `seckill provider`, cancel, expire, resell) must pass its I1–I8
+# check and remove its data; the same run with one closed order's units returned twice
+# (--sabotage) must fail on I7, and its kept data is then removed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/checks/common.sh
+source scripts/checks/common.sh
+# shellcheck source=scripts/addr.sh
+source scripts/addr.sh
+dir=target/lifecycle-smoke
+rm -rf "$dir"
+mkdir -p "$dir"
+say "lifecycle smoke run (loadtest/lifecycle --quick --debug) on $(redis_shown) and $(db_shown)"
+RESULTS_DIR=$dir loadtest/lifecycle --quick --debug > "$dir/run.log" 2>&1 ||
+  { cat "$dir/run.log"; fail "lifecycle smoke run"; }
+grep -E "^invariants:" "$dir/run.log"
+id=$(run_id_of "$dir/run.log")
+[ "$(data_left "$id")" = "0 0" ] || fail "the passing run $id left data behind"
+grep -q '"invariants": "all hold"' "$dir"/*-lifecycle/summary.json || fail "summary.json does not say all hold"
+
+say "lifecycle sabotage run: a closed order's units returned twice must be caught"
+if RESULTS_DIR=$dir/sabotage loadtest/lifecycle --quick --debug --sabotage > "$dir/sabotage.log" 2>&1; then
+  cat "$dir/sabotage.log"
+  fail "the lifecycle check passed a unit returned twice"
+fi
+grep -q "FAIL I7 remaining + held units = total" "$dir/sabotage.log" ||
+  { cat "$dir/sabotage.log"; fail "the sabotage run failed, but not on I7"; }
+id=$(run_id_of "$dir/sabotage.log")
+scripts/clean-test-data.sh --run "$id" >/dev/null
+say "lifecycle: invariants hold; a unit returned twice is caught (I7)"
