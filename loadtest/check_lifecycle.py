@@ -2,8 +2,8 @@
 """Checks I1–I8 after a lifecycle load run (loadtest/lifecycle), directly in MySQL and Redis,
 and writes the run's figures; exit 1 if any invariant fails.
 
-usage: check_lifecycle.py --db DB --prefix P --activity A --k6 SUMMARY --provider STATS
-                          --secs DURATION --out DIR
+usage: check_lifecycle.py --db DB --prefix P --activity A --load SUMMARY --provider STATS
+                          --secs DURATION --out DIR --tool k6|goose
 
   I1 no oversell: sold <= total, Redis remaining >= 0
   I2 one order per user
@@ -26,7 +26,7 @@ from pathlib import Path
 from stores import redis, redis_int, sql as sql_in
 
 ap = argparse.ArgumentParser()
-for name in ("--db", "--prefix", "--activity", "--k6", "--provider", "--secs", "--out"):
+for name in ("--db", "--prefix", "--activity", "--load", "--provider", "--secs", "--out", "--tool"):
     ap.add_argument(name, required=True)
 args = ap.parse_args()
 A = args.activity
@@ -41,7 +41,7 @@ def one(query):
     return [int(x) if x not in ("NULL", "") else 0 for x in sql(query)[0]]
 
 
-k6 = json.load(open(args.k6))["metrics"]
+k6 = json.load(open(args.load))["metrics"]  # k6's summary, or goose's in the same shape
 provider = json.load(open(args.provider))
 
 
@@ -148,6 +148,7 @@ resold = sum(1 for c in later if returns and c > returns[0])
 secs = float(args.secs)
 ttp = k6.get("time_to_paid_ms", {}).get("values", {})
 figures = {
+    "tool": args.tool,
     "duration_secs": secs,
     "total_stock": total,
     "orders": rows,

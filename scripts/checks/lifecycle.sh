@@ -2,7 +2,8 @@
 # Part of scripts/test: the lifecycle load test's smoke run (loadtest/lifecycle --quick
 # --debug: buy, pay through `seckill provider`, cancel, expire, resell) must pass its I1–I8
 # check and remove its data; the same run with one closed order's units returned twice
-# (--sabotage) must fail on I7, and its kept data is then removed.
+# (--sabotage) must fail on I7, and its kept data is then removed; and the same scenario in
+# goose (--tool goose, its debug build) must pass too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/checks/common.sh
@@ -29,4 +30,10 @@ grep -q "FAIL I7 remaining + held units = total" "$dir/sabotage.log" ||
   { cat "$dir/sabotage.log"; fail "the sabotage run failed, but not on I7"; }
 id=$(run_id_of "$dir/sabotage.log")
 scripts/clean-test-data.sh --run "$id" >/dev/null
-say "lifecycle: invariants hold; a unit returned twice is caught (I7)"
+say "lifecycle smoke run with goose (loadtest/lifecycle --quick --debug --tool goose)"
+RESULTS_DIR=$dir/goose loadtest/lifecycle --quick --debug --tool goose > "$dir/goose.log" 2>&1 ||
+  { cat "$dir/goose.log"; fail "lifecycle smoke run with goose"; }
+grep -E "^invariants:" "$dir/goose.log"
+id=$(run_id_of "$dir/goose.log")
+[ "$(data_left "$id")" = "0 0" ] || fail "the passing goose run $id left data behind"
+say "lifecycle: invariants hold with k6 and goose; a unit returned twice is caught (I7)"

@@ -5,7 +5,8 @@
 //!   `Idempotency-Key`: a client retry), which must replay the same order, and a share
 //!   double-click (a new key), which must never make a second order;
 //! - `flood`: latecomers on a sold-out activity (all `409 sold_out`);
-//! - `healthz`: `GET /healthz`, the HTTP ceiling under the same client.
+//! - `healthz`: `GET /healthz`, the HTTP ceiling under the same client;
+//! - `lifecycle`: buy, then pay, cancel or walk away (`lifecycle.rs`; `loadtest/lifecycle`).
 //!
 //! Every other goose option works as usual (`--users`, `--increase-rate`, `--run-time`,
 //! `--throttle-requests` for a fixed rate, `--co-mitigation`, `--report-file`). Besides
@@ -16,6 +17,10 @@
 //! Environment (set by `loadtest/run`): `ACTIVITY`, `FLOOD_ACTIVITY`, `TOKENS` (one buyer
 //! JWT per line), `RETRY_SHARE` (0.2), `CLICK_SHARE` (0.05), `PHASE` (the name the buyers'
 //! requests are reported under, default `spike`), `SUMMARY_JSON`.
+
+mod lifecycle;
+
+use lifecycle::buyer as lifecycle_buyer;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -271,6 +276,9 @@ async fn main() -> Result<(), GooseError> {
         .register_scenario(scenario!("spike").register_transaction(transaction!(buyer)))
         .register_scenario(scenario!("flood").register_transaction(transaction!(latecomer)))
         .register_scenario(scenario!("healthz").register_transaction(transaction!(health)))
+        .register_scenario(
+            scenario!("lifecycle").register_transaction(transaction!(lifecycle_buyer)),
+        )
         .execute()
         .await?;
     if let Ok(path) = std::env::var("SUMMARY_JSON") {
@@ -321,5 +329,6 @@ fn merge_summary(path: &str, metrics: &GooseMetrics) -> std::io::Result<()> {
         let before = entry["values"]["count"].as_u64().unwrap_or(0);
         entry["values"]["count"] = json!(before + add);
     }
+    lifecycle::merge(m);
     std::fs::write(path, serde_json::to_string_pretty(&summary)?)
 }
