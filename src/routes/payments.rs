@@ -7,7 +7,7 @@
 
 use actix_web::http::header::HeaderMap;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
 
@@ -86,7 +86,8 @@ pub async fn payment_token(
         .await?;
     let view = PaymentTokenView {
         payment_token: issued.token.as_str().to_owned(),
-        expires_at: now + Duration::milliseconds(issued.ttl_ms.max(0)),
+        // To the millisecond, like every other time of the API (Redis keeps the TTL in ms).
+        expires_at: (now + Duration::milliseconds(issued.ttl_ms.max(0))).trunc_subsecs(3),
     };
     Ok(if issued.new {
         HttpResponse::Created().json(view)
