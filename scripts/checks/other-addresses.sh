@@ -40,7 +40,7 @@ expect_sabotage_caught() { # log
   victim=$(sed -nE 's/.*SABOTAGE: deleting order ([0-9]+) of user ([0-9]+).*/\1 \2/p' "$1")
   [ -n "$victim" ] || fail "the sabotaged run deleted no order (see $1)"
   read -r order user <<<"$victim"
-  local want="invariants: 3 BROKEN: sale: sold = units of created orders, sale: every accepted buyer persisted, sale: rows = fresh 201 answers"
+  local want="invariants: 3 BROKEN: sale: sold = units of created and paid orders, sale: every accepted buyer persisted, sale: rows = fresh 201 answers"
   grep -qxF "$want" "$1" || { grep -E "^(FAIL|invariants)|Error" "$1" >&2 || true; fail "expected exactly: $want"; }
   if [ "$(grep -c "missing row:\|row without buyer:" "$1")" != 1 ] ||
      ! grep -q "missing row: order $order of user $user " "$1"; then
