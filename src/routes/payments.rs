@@ -178,30 +178,18 @@ pub async fn pay(
     let token = PaymentToken::parse(presented).ok_or(ApiError::PaymentTokenInvalid)?;
     let activity = crate::domain::ActivityId::new(row.activity_id);
     // The token first (without consuming it), then the order's state.
-    let resumed = match gate.peek_payment_token(activity, order_id, &token).await? {
-        TokenState::Live => None,
-        // This very request consumed it before and stopped short of recording the payment
-        // (a crash, a lost connection): go on with the payment it started.
-        TokenState::Used(u) if u.idempotency_key == key.as_str() => Some(u.payment_id),
-        TokenState::Used(u) => {
-            return Err(ApiError::PaymentTokenUsed {
-                payment_id: u.payment_id,
-            })
-        }
-        TokenState::Invalid => return Err(ApiError::PaymentTokenInvalid),
-    };
+    let resumed = token_verdict(
+        gate.peek_payment_token(activity, order_id, &token).await?,
+        &key,
+    )?;
     let now = Utc::now();
     if let Err(refused) = payable(&db, &row, now).await {
         // Another request may have consumed the token (and started its payment) since the
         // peek: the token's answer comes first, as always.
         if resumed.is_none() {
-            if let TokenState::Used(u) = gate.peek_payment_token(activity, order_id, &token).await?
-            {
-                if u.idempotency_key != key.as_str() {
-                    return Err(ApiError::PaymentTokenUsed {
-                        payment_id: u.payment_id,
-                    });
-                }
+            let now_state = gate.peek_payment_token(activity, order_id, &token).await?;
+            if let Err(used @ ApiError::PaymentTokenUsed { .. }) = token_verdict(now_state, &key) {
+                return Err(used);
             }
         }
         return Err(refused);
@@ -212,7 +200,7 @@ pub async fn pay(
             let id = ids
                 .next_id()
                 .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-            match gate
+            let consumed = gate
                 .consume_payment_token(
                     activity,
                     order_id,
@@ -221,18 +209,10 @@ pub async fn pay(
                     &key,
                     ctx.used_token_ttl_secs,
                 )
-                .await?
-            {
-                TokenState::Live => id,
-                // A concurrent copy of this request consumed it: the same payment.
-                TokenState::Used(u) if u.idempotency_key == key.as_str() => u.payment_id,
-                TokenState::Used(u) => {
-                    return Err(ApiError::PaymentTokenUsed {
-                        payment_id: u.payment_id,
-                    })
-                }
-                TokenState::Invalid => return Err(ApiError::PaymentTokenInvalid),
-            }
+                .await?;
+            // `Live`: this request consumed it, with `id`; used under this key: a concurrent
+            // copy of this request did, and its payment is this one.
+            token_verdict(consumed, &key)?.unwrap_or(id)
         }
     };
     match lifecycle::record_payment(&db, order_id, user, payment_id, key.as_str(), now).await {
@@ -246,6 +226,21 @@ pub async fn pay(
         Ok(PaymentRecorded::Replay(p)) => Ok(accepted(&p, true)),
         Err(TransitionError::Refused(Refusal::NotFound)) => Err(ApiError::OrderNotFound),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// What a token's state means for a pay request with `key`: `None` when the token is live
+/// (or was consumed just now by this request); the payment id when this very request (same
+/// key) consumed it before — a retry after a crash or a lost answer, or a concurrent copy —
+/// and goes on with that payment; an error when another request used it or it is not valid.
+fn token_verdict(state: TokenState, key: &IdempotencyKey) -> Result<Option<u64>, ApiError> {
+    match state {
+        TokenState::Live => Ok(None),
+        TokenState::Used(u) if u.idempotency_key == key.as_str() => Ok(Some(u.payment_id)),
+        TokenState::Used(u) => Err(ApiError::PaymentTokenUsed {
+            payment_id: u.payment_id,
+        }),
+        TokenState::Invalid => Err(ApiError::PaymentTokenInvalid),
     }
 }
 
