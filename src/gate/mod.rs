@@ -171,6 +171,7 @@ pub struct Gate {
     consume_payment_token: Script,
     return_stock: Script,
     sweeper_lock: Script,
+    sweeper_unlock: Script,
     idempotency_ttl_secs: u64,
     /// `writer.max_backlog`: entries a stream may hold before the gate refuses (0: no bound).
     max_backlog: u64,
@@ -193,6 +194,7 @@ impl Gate {
             consume_payment_token: Script::new(include_str!("../../lua/consume_payment_token.lua")),
             return_stock: Script::new(include_str!("../../lua/return_stock.lua")),
             sweeper_lock: Script::new(include_str!("../../lua/sweeper_lock.lua")),
+            sweeper_unlock: Script::new(include_str!("../../lua/sweeper_unlock.lua")),
             idempotency_ttl_secs,
             max_backlog,
             sold_out: SoldOutCache::new(),

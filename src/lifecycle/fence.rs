@@ -32,3 +32,17 @@ pub(super) async fn check(
         Err(Fenced(token))
     })
 }
+
+/// The highest token MySQL has seen: the floor of the next token the lock hands out.
+pub(super) async fn current(db: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT token FROM seckill_fence WHERE name = 'sweeper'",
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<u64>("", "token")?,
+        None => 0,
+    })
+}

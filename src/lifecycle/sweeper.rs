@@ -15,6 +15,7 @@ use chrono::Utc;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio_util::sync::CancellationToken;
 
+use super::fence;
 use super::payments::mark_charge_accepted;
 use super::stock_return::finish_close;
 use super::transitions::{expire, TransitionError};
@@ -85,18 +86,14 @@ impl Sweeper {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            let result = match self
-                .gate
-                .sweeper_lock(&self.owner, self.settings.lease_ms)
-                .await
-            {
+            let result = match self.acquire().await {
                 Ok(Some(token)) => {
                     self.round(token)
                         .await
                         .map(|r| if r.fenced { "fenced" } else { "ran" })
                 }
                 Ok(None) => Ok("not_holder"),
-                Err(e) => Err(anyhow::Error::from(e)),
+                Err(e) => Err(e),
             };
             let label = result.unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "sweeper round failed; retrying next round");
@@ -106,16 +103,37 @@ impl Sweeper {
         }
     }
 
+    /// Takes or renews the lock: `Some(fencing token)` while this sweeper holds it. A new
+    /// token is above the highest MySQL has seen, so a Redis that lost its token counter
+    /// cannot leave every holder fenced for ever.
+    pub async fn acquire(&self) -> anyhow::Result<Option<u64>> {
+        let floor = fence::current(&self.db).await?;
+        Ok(self
+            .gate
+            .sweeper_lock(&self.owner, self.settings.lease_ms, floor)
+            .await?)
+    }
+
     /// One round with fencing token `token` (public for the tests, which drive rounds by
     /// hand to pause a sweeper between lock and write).
     pub async fn round(&self, token: u64) -> anyhow::Result<RoundReport> {
         let mut report = RoundReport::default();
         let now = Utc::now();
+        // Orders whose payment is still in its grace are left out here, not only by
+        // `expire`: a batch full of them would hold back every other due order until
+        // their grace ends.
+        let in_grace = sea_orm::sea_query::Query::select()
+            .column(payment::Column::OrderId)
+            .from(payment::Entity)
+            .and_where(payment::Column::Status.eq(payment::STATUS_PROCESSING))
+            .and_where(payment::Column::CreatedAt.gt(naive(now - self.grace)))
+            .to_owned();
         let due: Vec<u64> = order::Entity::find()
             .select_only()
             .column(order::Column::Id)
             .filter(order::Column::Status.eq(order::STATUS_CREATED))
             .filter(order::Column::PaymentDeadline.lte(naive(now)))
+            .filter(order::Column::Id.not_in_subquery(in_grace))
             .order_by_asc(order::Column::PaymentDeadline)
             .limit(self.settings.batch_size)
             .into_tuple()
@@ -132,6 +150,9 @@ impl Sweeper {
                 Ok(None) => {}
                 Err(TransitionError::Fenced(f)) => {
                     tracing::warn!(error = %f, "sweeper lost its lock; stopping this round");
+                    // If the lock is still ours (Redis handed out a token MySQL had already
+                    // passed), let go: the next round takes a token above MySQL's.
+                    self.gate.sweeper_unlock(&self.owner).await?;
                     report.fenced = true;
                     return Ok(report);
                 }

@@ -1,6 +1,6 @@
-//! Races and faults of the order lifecycle: pay against cancel, many cancels, two sweepers,
-//! a sweeper paused past its lease (fencing), a crash between the MySQL transition and the
-//! Redis return. Checked against the rows in MariaDB and the stock in Redis: never paid and
+//! Races and faults of the order lifecycle: pay against cancel, many cancels, one token
+//! sent by many requests, a crash between the MySQL transition and the Redis return (the
+//! sweeper's own races are in `sweeper.rs`). Checked against the rows in MariaDB and the stock in Redis: never paid and
 //! cancelled, never units returned twice or for a paid order (I6, I7).
 
 use std::time::Duration;
@@ -9,59 +9,11 @@ use futures_util::future::join_all;
 use serde_json::Value;
 
 use seckill::domain::{ActivityId, UserId};
-use seckill::gate::{Gate, KeySpace, ReturnOutcome};
-use seckill::lifecycle::{self, Sweeper, TransitionError};
-use seckill::payment::ProviderClient;
+use seckill::gate::ReturnOutcome;
+use seckill::lifecycle;
 
-use seckill::provider::{ProviderArgs, RunningProvider};
-
-use crate::helpers::{spawn_app_with, TestApp, WEBHOOK_SECRET};
-
-/// A gate and a sweeper of their own over the test app's Redis and database (the app's own
-/// sweeper is off in these tests, so each round runs when the test says).
-fn sweeper(app: &TestApp) -> (Gate, Sweeper) {
-    sweeper_with(app, &app.settings.payment.provider_url)
-}
-
-/// The same, asking the provider at `provider_url`.
-fn sweeper_with(app: &TestApp, provider_url: &str) -> (Gate, Sweeper) {
-    let mut s = app.settings.clone();
-    s.payment.provider_url = provider_url.to_owned();
-    let s = &s;
-    let gate = Gate::new(
-        app.redis.clone(),
-        KeySpace::new(app.prefix.clone()),
-        s.idempotency.ttl_secs,
-        s.writer.max_backlog,
-    );
-    let provider = ProviderClient::new(s, app.url("/api/v1/payments/callback")).unwrap();
-    let sweeper = Sweeper::new(
-        gate.clone(),
-        app.db.clone(),
-        provider,
-        s.sweeper.clone(),
-        &s.payment,
-    );
-    (gate, sweeper)
-}
-
-/// I7 at rest: Redis remaining + units of the orders that hold theirs = total, and MySQL's
-/// `sold` = those units.
-async fn assert_units_conserved(app: &TestApp, activity: u64) {
-    let orders = app.orders(activity).await;
-    let held: i64 = orders
-        .iter()
-        .filter(|o| o.status == "created" || o.status == "paid")
-        .map(|o| i64::from(o.quantity))
-        .sum();
-    let row = app.activity_row(activity).await;
-    assert_eq!(row.sold, held, "MySQL sold");
-    assert_eq!(
-        app.remaining(activity).await + held,
-        row.total_stock,
-        "Redis remaining + held units"
-    );
-}
+use crate::helpers::spawn_app_with;
+use crate::payment_helpers::{assert_units_conserved, sweeper};
 
 #[tokio::test]
 async fn twenty_concurrent_cancels_cancel_once_and_return_the_unit_once() {
@@ -202,102 +154,6 @@ async fn pay_and_cancel_fired_together_never_end_paid_and_cancelled() {
 }
 
 #[tokio::test]
-async fn two_sweepers_at_once_expire_each_order_once_and_return_each_unit_once() {
-    let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
-    let activity = app.create_priced(30, 100, 1).await;
-    let mut orders = Vec::new();
-    for user in 1..=30 {
-        orders.push(app.buy_stored(activity, user).await);
-    }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (_, a) = sweeper(&app);
-    let (_, b) = sweeper(&app);
-    // Both act with the same (current) token, as two sweepers would if the lock failed:
-    // each transition is conditional, so each order still expires once.
-    let (ra, rb) = tokio::join!(a.round(1), b.round(1));
-    let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.expired + rb.expired, 30, "{ra:?} {rb:?}");
-    for order in &orders {
-        let row = app.order_row(*order).await.unwrap();
-        assert_eq!((row.status.as_str(), row.version), ("expired", 1));
-    }
-    // A third round finds nothing.
-    let again = a.round(1).await.unwrap();
-    assert_eq!((again.expired, again.repaired), (0, 0));
-    assert_eq!(app.remaining(activity).await, 30);
-    assert_units_conserved(&app, activity).await;
-}
-
-#[tokio::test]
-async fn only_one_sweeper_holds_the_lock_and_a_paused_one_is_fenced() {
-    let app = spawn_app_with(|s| {
-        s.sweeper.enabled = false;
-        s.sweeper.lease_ms = 300;
-    })
-    .await;
-    let (gate, old) = sweeper(&app);
-    let (_, new) = sweeper(&app);
-    let t1 = gate
-        .sweeper_lock(old.owner(), 300)
-        .await
-        .unwrap()
-        .expect("free lock");
-    assert_eq!(
-        gate.sweeper_lock(new.owner(), 300).await.unwrap(),
-        None,
-        "held by the first"
-    );
-    assert_eq!(
-        gate.sweeper_lock(old.owner(), 300).await.unwrap(),
-        Some(t1),
-        "renewed"
-    );
-
-    let activity = app.create_priced(2, 100, 1).await;
-    let first = app.buy_stored(activity, 1).await;
-    // The first sweeper "pauses" past its lease; the second takes over with a higher token
-    // and acts once (MySQL sees the new token).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let t2 = gate
-        .sweeper_lock(new.owner(), 300)
-        .await
-        .unwrap()
-        .expect("lease expired");
-    assert!(t2 > t1);
-    let report = new.round(t2).await.unwrap();
-    assert_eq!(report.expired, 1);
-    app.wait_returned(first).await;
-    // A second order falls due; the paused sweeper wakes up with its old token: refused.
-    let second = app.buy_stored(activity, 2).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let before = app.state().await;
-    let report = old.round(t1).await.unwrap();
-    assert!(report.fenced, "{report:?}");
-    assert_eq!(report.expired, 0);
-    assert_eq!(
-        app.state().await,
-        before,
-        "a fenced sweeper changed something"
-    );
-    assert_eq!(app.order_row(second).await.unwrap().status, "created");
-    // The same refusal, one transition at a time.
-    let refused = lifecycle::expire(
-        &app.db,
-        second,
-        t1,
-        chrono::Duration::zero(),
-        chrono::Utc::now(),
-    )
-    .await;
-    assert!(
-        matches!(refused, Err(TransitionError::Fenced(_))),
-        "{refused:?}"
-    );
-    assert_eq!(new.round(t2).await.unwrap().expired, 1);
-    assert_units_conserved(&app, activity).await;
-}
-
-#[tokio::test]
 async fn a_crash_between_the_mysql_close_and_the_redis_return_is_repaired_once() {
     let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
     let activity = app.create_priced(2, 100, 900).await;
@@ -421,37 +277,4 @@ async fn reconcile_and_rebuild_count_returned_units_and_keep_the_buyers_slot() {
     assert_eq!(app.remaining(activity).await, 3);
     assert_eq!(app.purchase(activity, 1, "again", None).await.status(), 409);
     assert_units_conserved(&app, activity).await;
-}
-
-#[tokio::test]
-async fn the_sweeper_charges_again_only_the_payments_of_orders_still_payable() {
-    let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
-    let provider = RunningProvider::start(ProviderArgs::default(), WEBHOOK_SECRET).unwrap();
-    let activity = app.create_priced(2, 100, 3).await;
-    // The app's provider is down: both payments stay `processing`, never acknowledged.
-    let closed = app.buy_stored(activity, 1).await;
-    let open = app.buy_stored(activity, 2).await;
-    app.start_payment(closed, 1).await;
-    let pending = app.start_payment(open, 2).await;
-    tokio::time::sleep(Duration::from_millis(5200)).await;
-    // One order expires (its grace waived here); the other is in its payment's grace.
-    let expired = lifecycle::expire(
-        &app.db,
-        closed,
-        1,
-        chrono::Duration::zero(),
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap();
-    assert!(expired.is_some());
-    let (_, sweeper) = sweeper_with(&app, &provider.url());
-    let report = sweeper.round(1).await.unwrap();
-    assert_eq!((report.expired, report.recharged), (0, 1), "{report:?}");
-    let stats = provider.stats();
-    assert_eq!(stats.charges, 1);
-    assert!(
-        provider.charge(&pending.to_string()).is_some(),
-        "the payable order's payment"
-    );
 }

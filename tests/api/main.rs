@@ -19,5 +19,6 @@ mod purchase;
 mod rate_limit;
 mod restart;
 mod service;
+mod sweeper;
 mod test_data;
 mod writer;

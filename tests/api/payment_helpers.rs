@@ -7,7 +7,9 @@ use reqwest::Response;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{json, Value};
 
-use seckill::payment::signature;
+use seckill::gate::{Gate, KeySpace};
+use seckill::lifecycle::Sweeper;
+use seckill::payment::{signature, ProviderClient};
 use seckill::store::entity::{order, payment};
 
 use crate::helpers::{at, token, TestApp, WEBHOOK_SECRET};
@@ -187,4 +189,50 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// A gate and a sweeper of their own over the test app's Redis and database (the app's own
+/// sweeper is off in these tests, so each round runs when the test says).
+pub fn sweeper(app: &TestApp) -> (Gate, Sweeper) {
+    sweeper_with(app, &app.settings.payment.provider_url)
+}
+
+/// The same, asking the provider at `provider_url`.
+pub fn sweeper_with(app: &TestApp, provider_url: &str) -> (Gate, Sweeper) {
+    let mut s = app.settings.clone();
+    s.payment.provider_url = provider_url.to_owned();
+    let s = &s;
+    let gate = Gate::new(
+        app.redis.clone(),
+        KeySpace::new(app.prefix.clone()),
+        s.idempotency.ttl_secs,
+        s.writer.max_backlog,
+    );
+    let provider = ProviderClient::new(s, app.url("/api/v1/payments/callback")).unwrap();
+    let sweeper = Sweeper::new(
+        gate.clone(),
+        app.db.clone(),
+        provider,
+        s.sweeper.clone(),
+        &s.payment,
+    );
+    (gate, sweeper)
+}
+
+/// I7 at rest: Redis remaining + units of the orders that hold theirs = total, and MySQL's
+/// `sold` = those units.
+pub async fn assert_units_conserved(app: &TestApp, activity: u64) {
+    let orders = app.orders(activity).await;
+    let held: i64 = orders
+        .iter()
+        .filter(|o| o.status == "created" || o.status == "paid")
+        .map(|o| i64::from(o.quantity))
+        .sum();
+    let row = app.activity_row(activity).await;
+    assert_eq!(row.sold, held, "MySQL sold");
+    assert_eq!(
+        app.remaining(activity).await + held,
+        row.total_stock,
+        "Redis remaining + held units"
+    );
 }
