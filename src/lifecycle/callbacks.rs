@@ -5,7 +5,13 @@
 //! - the order row, then the payment row, are locked before anything is read or written, so
 //!   two deliveries of one callback run one after the other;
 //! - the payment records the provider transaction that decided it (`provider_txn_id`,
-//!   `UNIQUE`): a delivery naming the transaction already recorded is a duplicate;
+//!   `UNIQUE`): a delivery naming the transaction already recorded is a duplicate, unless
+//!   it reports a success of a transaction recorded as failed (it went through after all);
+//! - a transaction id recorded on another payment is refused (409), except a second
+//!   success of the same order's payment, recorded on a row of its own: already applied;
+//! - two payments of different orders called back at once with one transaction id are not
+//!   serialized by a lock: the `UNIQUE` key refuses the second, which runs again and sees
+//!   the first;
 //! - `succeeded` and `refund_required` are final: a `failed` arriving after a success changes
 //!   nothing; a success arriving after a failure still counts (the money moved);
 //! - a success makes the order `paid` only from `created`, as a conditional update with its
@@ -23,6 +29,7 @@ use super::transitions::lock_order;
 use crate::payment::wire::CallbackStatus;
 use crate::snowflake::IdGenerator;
 use crate::store::entity::{naive, order, payment};
+use crate::store::is_unique_violation;
 
 /// A callback whose signature was verified and whose body parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +107,21 @@ pub async fn apply_callback(
     cb: &VerifiedCallback,
     now: DateTime<Utc>,
 ) -> Result<(CallbackOutcome, payment::Model), CallbackError> {
+    match apply_once(db, ids, cb, now).await {
+        // Another payment (of another order, so not serialized by the order lock) recorded
+        // this transaction id at the same moment, and committed first: run again, and the
+        // look-up by transaction id now sees it.
+        Err(CallbackError::Db(e)) if is_unique_violation(&e) => apply_once(db, ids, cb, now).await,
+        other => other,
+    }
+}
+
+async fn apply_once(
+    db: &DatabaseConnection,
+    ids: &IdGenerator,
+    cb: &VerifiedCallback,
+    now: DateTime<Utc>,
+) -> Result<(CallbackOutcome, payment::Model), CallbackError> {
     let found = payment::Entity::find_by_id(cb.payment_id)
         .one(db)
         .await?
@@ -119,24 +141,36 @@ pub async fn apply_callback(
         .one(&txn)
         .await?
         .ok_or(CallbackRefusal::UnknownPayment)?;
-    if p.provider_txn_id.as_deref() == Some(cb.provider_txn_id.as_str()) {
+    let same_txn = p.provider_txn_id.as_deref() == Some(cb.provider_txn_id.as_str());
+    // The one news a recorded transaction can still bring: it failed, then went through.
+    let failure_overturned =
+        p.status == payment::STATUS_FAILED && matches!(cb.status, CallbackStatus::Succeeded);
+    if same_txn && !failure_overturned {
         txn.commit().await?;
         return Ok((CallbackOutcome::Duplicate, p));
     }
     if let Some(other) = payment::Entity::find()
         .filter(payment::Column::ProviderTxnId.eq(cb.provider_txn_id.as_str()))
+        .filter(payment::Column::Id.ne(p.id))
         .one(&txn)
         .await?
     {
+        // A second success of this order's payment was recorded on a row of its own
+        // (below); its redelivery is already applied. Anything else is a provider bug.
+        if other.order_id == p.order_id && is_settled(&other) {
+            txn.commit().await?;
+            let outcome = match cb.status {
+                CallbackStatus::Succeeded => CallbackOutcome::Duplicate,
+                CallbackStatus::Failed => CallbackOutcome::Ignored,
+            };
+            return Ok((outcome, other));
+        }
         return Err(CallbackRefusal::TxnConflict {
             payment_id: other.id,
         }
         .into());
     }
-    let is_final = matches!(
-        p.status.as_str(),
-        payment::STATUS_SUCCEEDED | payment::STATUS_REFUND_REQUIRED
-    );
+    let is_final = is_settled(&p);
     let (outcome, now_payment) = match (cb.status, is_final) {
         (CallbackStatus::Failed, true) => (CallbackOutcome::Ignored, p),
         (CallbackStatus::Failed, false) if p.status == payment::STATUS_FAILED => {
@@ -216,6 +250,14 @@ pub async fn apply_callback(
         CallbackOutcome::Duplicate | CallbackOutcome::Ignored => {}
     }
     Ok((outcome, now_payment))
+}
+
+/// Whether the payment's money moved (`succeeded` or `refund_required`): final.
+fn is_settled(p: &payment::Model) -> bool {
+    matches!(
+        p.status.as_str(),
+        payment::STATUS_SUCCEEDED | payment::STATUS_REFUND_REQUIRED
+    )
 }
 
 /// `processing|failed → to`, conditional on the version read under the lock.

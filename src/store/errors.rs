@@ -38,3 +38,17 @@ pub fn is_data_error(e: &sea_orm::DbErr) -> bool {
         _ => false,
     }
 }
+
+/// Whether a statement broke a `UNIQUE` key (MySQL error 1062): another transaction
+/// committed the same value first.
+pub fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::error::ErrorKind;
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(&**e, Sqlx::Database(db) if db.kind() == ErrorKind::UniqueViolation)
+        }
+        _ => false,
+    }
+}

@@ -2,6 +2,7 @@
 
 mod admin;
 mod burst;
+mod callbacks;
 mod crash;
 mod faults;
 mod gate;
