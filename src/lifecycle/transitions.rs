@@ -1,7 +1,7 @@
 //! The order transitions `created → cancelled` (the buyer) and `created → expired` (the
 //! sweeper): lock, check, conditional update, and `sold` lowered in the same transaction.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
@@ -41,6 +41,13 @@ impl From<Refusal> for TransitionError {
     fn from(r: Refusal) -> Self {
         Self::Refused(r)
     }
+}
+
+/// The time left to pay an order due at `deadline`; `None` once less than a millisecond
+/// is left (a token's time to live is whole milliseconds: less would be none at all).
+pub fn time_left(deadline: NaiveDateTime, now: DateTime<Utc>) -> Option<Duration> {
+    let left = utc(deadline) - now;
+    (left >= Duration::milliseconds(1)).then_some(left)
 }
 
 /// The order row, locked for the rest of the transaction.
@@ -119,6 +126,7 @@ pub async fn cancel(
     db: &DatabaseConnection,
     order_id: u64,
     user: UserId,
+    now: DateTime<Utc>,
 ) -> Result<order::Model, TransitionError> {
     let txn = db.begin().await?;
     let row = lock_order(&txn, order_id)
@@ -135,6 +143,11 @@ pub async fn cancel(
     }
     if processing_payment(&txn, order_id).await?.is_some() {
         return Err(Refusal::PaymentInProgress.into());
+    }
+    // Past its deadline the order is the sweeper's to expire (within seconds): answered
+    // as expired, as a payment token or a payment would be.
+    if time_left(row.payment_deadline, now).is_none() {
+        return Err(Refusal::Closed(order::STATUS_EXPIRED.into()).into());
     }
     close(&txn, &row, order::STATUS_CANCELLED).await?;
     txn.commit().await?;
@@ -176,4 +189,29 @@ pub async fn expire(
         updated_at: naive(now),
         ..row
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn less_than_a_millisecond_left_is_no_time_left() {
+        let deadline = chrono::NaiveDate::from_ymd_opt(2026, 12, 4)
+            .and_then(|d| d.and_hms_milli_opt(12, 0, 0, 500))
+            .expect("a valid time");
+        let at = |micros_before: i64| utc(deadline) - Duration::microseconds(micros_before);
+        assert_eq!(
+            time_left(deadline, at(1_000)),
+            Some(Duration::milliseconds(1))
+        );
+        assert_eq!(time_left(deadline, at(999)), None);
+        assert_eq!(time_left(deadline, at(1)), None);
+        assert_eq!(time_left(deadline, at(0)), None);
+        assert_eq!(time_left(deadline, at(-5_000)), None);
+        assert_eq!(
+            time_left(deadline, at(2_500_000)),
+            Some(Duration::microseconds(2_500_000))
+        );
+    }
 }

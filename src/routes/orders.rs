@@ -180,7 +180,7 @@ pub(super) async fn own_stored_order(
         (status = 400, description = "`invalid_request` — the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, response = super::openapi::Unauthorized),
         (status = 404, description = "`order_not_found` — no order with this id belongs to the caller.", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`order_not_ready`, `order_paid`, `order_closed`, `payment_in_progress` — the order is `pending`, not stored yet (retry after `Retry-After`); it is paid; it is `expired` or `rejected`; a payment of it waits for the provider.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`order_not_ready`, `order_paid`, `order_closed`, `payment_in_progress` — the order is `pending`, not stored yet (retry after `Retry-After`); it is paid; it is `expired` or `rejected`, or past its payment deadline (the sweeper expires it within seconds); a payment of it waits for the provider.", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, response = super::openapi::Internal),
         (status = 503, response = super::openapi::Unavailable),
     ),
@@ -194,7 +194,7 @@ pub async fn cancel_order(
 ) -> Result<HttpResponse, ApiError> {
     let order_id = parse_decimal_u64(&path).ok_or(ApiError::OrderNotFound)?;
     own_stored_order(&gate, &db, user, order_id).await?;
-    let row = lifecycle::cancel(&db, order_id, user).await?;
+    let row = lifecycle::cancel(&db, order_id, user, chrono::Utc::now()).await?;
     crate::crash_point::hit("cancel.after_commit");
     if row.stock_returned_at.is_none() {
         // The units back on sale now; if Redis fails here, the sweeper repairs it.

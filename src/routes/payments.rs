@@ -27,7 +27,7 @@ use crate::payment::signature;
 use crate::payment::wire::Callback;
 use crate::payment::ProviderClient;
 use crate::snowflake::IdGenerator;
-use crate::store::entity::{order, payment, utc};
+use crate::store::entity::{order, payment};
 
 /// What the payment routes need besides the gate and the database (app data).
 #[derive(Clone)]
@@ -110,11 +110,8 @@ async fn payable(
     if lifecycle::has_processing_payment(db, row.id).await? {
         return Err(ApiError::PaymentInProgress);
     }
-    let left = utc(row.payment_deadline) - now;
-    if left <= Duration::zero() {
-        return Err(ApiError::OrderClosed(order::STATUS_EXPIRED.into()));
-    }
-    Ok(left)
+    lifecycle::time_left(row.payment_deadline, now)
+        .ok_or_else(|| ApiError::OrderClosed(order::STATUS_EXPIRED.into()))
 }
 
 /// The `Payment-Token` header: exactly one.

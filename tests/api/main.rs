@@ -4,6 +4,7 @@ mod admin;
 mod burst;
 mod callbacks;
 mod crash;
+mod expiry;
 mod faults;
 mod gate;
 mod helpers;
