@@ -50,6 +50,14 @@ pub async fn has_processing_payment(
     Ok(processing_payment(db, order_id).await?.is_some())
 }
 
+/// Whether a payment with this id was recorded.
+pub async fn payment_exists(db: &impl ConnectionTrait, payment_id: u64) -> Result<bool, DbErr> {
+    Ok(payment::Entity::find_by_id(payment_id)
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// The order's payment still waiting for the provider, if any.
 async fn processing_payment(
     db: &impl ConnectionTrait,

@@ -102,16 +102,39 @@ async fn payable(
     row: &order::Model,
     now: chrono::DateTime<Utc>,
 ) -> Result<Duration, ApiError> {
-    match row.status.as_str() {
-        order::STATUS_CREATED => {}
-        order::STATUS_PAID => return Err(ApiError::OrderPaid),
-        other => return Err(ApiError::OrderClosed(other.to_owned())),
+    if let Some(refused) = not_payable(row) {
+        return Err(refused);
     }
     if lifecycle::has_processing_payment(db, row.id).await? {
         return Err(ApiError::PaymentInProgress);
     }
     lifecycle::time_left(row.payment_deadline, now)
         .ok_or_else(|| ApiError::OrderClosed(order::STATUS_EXPIRED.into()))
+}
+
+/// The refusal for an order that is no longer `created`.
+fn not_payable(row: &order::Model) -> Option<ApiError> {
+    match row.status.as_str() {
+        order::STATUS_CREATED => None,
+        order::STATUS_PAID => Some(ApiError::OrderPaid),
+        other => Some(ApiError::OrderClosed(other.to_owned())),
+    }
+}
+
+/// `payment_token_used`, naming the payment the token was consumed for, unless that payment
+/// will never exist: the request that consumed the token lost the order to a cancel or
+/// an expiry before it could record its payment. Then the order's state is the answer.
+async fn token_used(
+    db: &DatabaseConnection,
+    row: &order::Model,
+    payment_id: u64,
+) -> Result<ApiError, ApiError> {
+    if let Some(refused) = not_payable(row) {
+        if !lifecycle::payment_exists(db, payment_id).await? {
+            return Ok(refused);
+        }
+    }
+    Ok(ApiError::PaymentTokenUsed { payment_id })
 }
 
 /// The `Payment-Token` header: exactly one.
@@ -175,18 +198,23 @@ pub async fn pay(
     let token = PaymentToken::parse(presented).ok_or(ApiError::PaymentTokenInvalid)?;
     let activity = crate::domain::ActivityId::new(row.activity_id);
     // The token first (without consuming it), then the order's state.
-    let resumed = token_verdict(
+    let resumed = match token_verdict(
         gate.peek_payment_token(activity, order_id, &token).await?,
         &key,
-    )?;
+    ) {
+        Err(ApiError::PaymentTokenUsed { payment_id }) => {
+            return Err(token_used(&db, &row, payment_id).await?)
+        }
+        verdict => verdict?,
+    };
     let now = Utc::now();
     if let Err(refused) = payable(&db, &row, now).await {
         // Another request may have consumed the token (and started its payment) since the
         // peek: the token's answer comes first, as always.
         if resumed.is_none() {
             let now_state = gate.peek_payment_token(activity, order_id, &token).await?;
-            if let Err(used @ ApiError::PaymentTokenUsed { .. }) = token_verdict(now_state, &key) {
-                return Err(used);
+            if let Err(ApiError::PaymentTokenUsed { payment_id }) = token_verdict(now_state, &key) {
+                return Err(token_used(&db, &row, payment_id).await?);
             }
         }
         return Err(refused);

@@ -6,7 +6,12 @@ use serde_json::Value;
 use seckill::payment::signature;
 use seckill::store::entity::{order, payment};
 
+use seckill::domain::ActivityId;
+use seckill::gate::{PaymentToken, TokenState};
+use seckill::idempotency::IdempotencyKey;
+
 use crate::helpers::{problem, spawn_app, spawn_app_with, WEBHOOK_SECRET};
+use crate::payment_helpers::sweeper;
 
 #[tokio::test]
 async fn a_paid_order_goes_token_pay_callback_paid_and_each_step_replays() {
@@ -442,4 +447,39 @@ async fn after_a_failed_payment_the_buyer_pays_again_and_a_late_success_of_the_f
     assert_eq!(statuses, ["refund_required", "succeeded"]);
     assert_eq!(app.admin_stats(activity).await["refund_required"], 1);
     assert_eq!(app.order_row(order).await.unwrap().status, "paid");
+}
+
+#[tokio::test]
+async fn a_token_consumed_by_a_request_that_lost_its_order_to_a_cancel_names_no_payment() {
+    let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
+    let activity = app.create_priced(2, 100, 900).await;
+    let order = app.buy_stored(activity, 1).await;
+    let token = app.payment_token(order, 1).await;
+    // A pay request consumes the token for its payment, then loses the order's row lock
+    // to a cancel: its payment is never recorded.
+    let (gate, _) = sweeper(&app);
+    let lost = 4_242_424_242_u64;
+    let state = gate
+        .consume_payment_token(
+            ActivityId::new(activity),
+            order,
+            &PaymentToken::parse(&token).unwrap(),
+            lost,
+            &IdempotencyKey::from_header(Some(b"lost-request")).unwrap(),
+            600,
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, TokenState::Live, "consumed by this call");
+    assert_eq!(app.cancel(order, 1).await.status(), 200);
+    assert!(app.payments_of(order).await.is_empty());
+    // Another request with the token: the order is closed, and no payment is named that
+    // does not exist.
+    let (status, code, body) = problem(app.pay(order, 1, &token, "other-key").await).await;
+    assert_eq!((status, code.as_str()), (409, "order_closed"), "{body}");
+    assert!(body.get("payment_id").is_none(), "{body}");
+    // The request that consumed it, retried: the same answer.
+    let (status, code, _) = problem(app.pay(order, 1, &token, "lost-request").await).await;
+    assert_eq!((status, code.as_str()), (409, "order_closed"));
+    assert!(app.payments_of(order).await.is_empty());
 }
