@@ -19,6 +19,18 @@ data_left() { # run-id
   echo "$dbs $keys"
 }
 
+# Runs a load test ("$@") that must pass, its output in LOG (shown when it fails), then
+# checks that the run removed its database and keys; prints the run id.
+passing_run() { # log what command...
+  local log=$1 what=$2 id
+  shift 2
+  "$@" > "$log" 2>&1 || { cat "$log" >&2; fail "$what"; }
+  id=$(run_id_of "$log")
+  [ "$(data_left "$id")" = "0 0" ] ||
+    fail "the passing $what ($id) left data behind ($(data_left "$id"): databases, keys)"
+  echo "$id"
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -146,7 +146,7 @@ pub async fn buyer(user: &mut GooseUser) -> TransactionResult {
                     count(C::Accepted);
                 }
                 order = body["order_id"].as_str().map(str::to_owned);
-                if uid % 5 == 0 {
+                if uid.is_multiple_of(5) {
                     let (st, _, again) = call(
                         user,
                         GooseMethod::Post,
@@ -185,37 +185,45 @@ pub async fn buyer(user: &mut GooseUser) -> TransactionResult {
     }
 }
 
+/// `POST path` until the order is stored (`409 order_not_ready` is retried every 100 ms,
+/// up to 10 s): the first other answer, or `None` when the order never became ready.
+async fn post_when_ready(
+    user: &mut GooseUser,
+    path: &str,
+    name: &str,
+    token: &str,
+    expected: &[u16],
+) -> Result<Option<(u16, Value)>, Box<TransactionError>> {
+    for _ in 0..100 {
+        let (status, _, body) =
+            call(user, GooseMethod::Post, path, name, token, &[], expected).await?;
+        if status == 409 && code(&body) == "order_not_ready" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        return Ok(Some((status, body)));
+    }
+    Ok(None)
+}
+
 async fn pay(user: &mut GooseUser, uid: usize, order: &str, token: &str) -> TransactionResult {
     let started = Instant::now();
     let token_path = format!("/api/v1/orders/{order}/payment-token");
-    let mut payment_token = None;
-    for _ in 0..100 {
-        let (status, _, body) = call(
-            user,
-            GooseMethod::Post,
-            &token_path,
-            "payment-token",
-            token,
-            &[],
-            &[200, 201, 409],
-        )
-        .await?;
-        match status {
-            200 | 201 => {
-                payment_token = body["payment_token"].as_str().map(str::to_owned);
-                break;
-            }
-            409 if code(&body) == "order_not_ready" => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            _ => {
+    let answer =
+        post_when_ready(user, &token_path, "payment-token", token, &[200, 201, 409]).await?;
+    let pt = match answer {
+        Some((200 | 201, body)) => match body["payment_token"].as_str() {
+            Some(pt) => pt.to_owned(),
+            None => {
                 count(C::Unexpected);
                 return Ok(());
             }
+        },
+        Some(_) => {
+            count(C::Unexpected);
+            return Ok(());
         }
-    }
-    let Some(pt) = payment_token else {
-        return Ok(());
+        None => return Ok(()),
     };
     let key = format!("pay-{order}");
     let headers = [
@@ -237,7 +245,7 @@ async fn pay(user: &mut GooseUser, uid: usize, order: &str, token: &str) -> Tran
         return Ok(());
     }
     count(C::PayStarted);
-    if uid % 3 == 0 {
+    if uid.is_multiple_of(3) {
         let (st, _, again) = call(
             user,
             GooseMethod::Post,
@@ -283,37 +291,19 @@ async fn pay(user: &mut GooseUser, uid: usize, order: &str, token: &str) -> Tran
 
 async fn cancel(user: &mut GooseUser, uid: usize, order: &str, token: &str) -> TransactionResult {
     let path = format!("/api/v1/orders/{order}/cancel");
-    for _ in 0..100 {
-        let (status, _, body) = call(
-            user,
-            GooseMethod::Post,
-            &path,
-            "cancel",
-            token,
-            &[],
-            &[200, 409],
-        )
-        .await?;
-        match status {
-            200 => {
-                count(C::Cancelled);
-                if uid % 2 == 0 {
-                    let (st, _, again) =
-                        call(user, GooseMethod::Post, &path, "cancel", token, &[], &[200]).await?;
-                    if st != 200 || again["status"] != "cancelled" {
-                        count(C::Inconsistent);
-                    }
+    match post_when_ready(user, &path, "cancel", token, &[200, 409]).await? {
+        Some((200, _)) => {
+            count(C::Cancelled);
+            if uid.is_multiple_of(2) {
+                let (st, _, again) =
+                    call(user, GooseMethod::Post, &path, "cancel", token, &[], &[200]).await?;
+                if st != 200 || again["status"] != "cancelled" {
+                    count(C::Inconsistent);
                 }
-                return Ok(());
-            }
-            409 if code(&body) == "order_not_ready" => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            _ => {
-                count(C::Unexpected);
-                return Ok(());
             }
         }
+        Some(_) => count(C::Unexpected),
+        None => {}
     }
     Ok(())
 }
