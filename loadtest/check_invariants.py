@@ -16,7 +16,7 @@ import argparse
 import json
 import sys
 
-from stores import default_db, redis, redis_int
+from stores import default_db, layout, redis, redis_int
 from stores import sql as sql_in
 
 ap = argparse.ArgumentParser()
@@ -42,9 +42,9 @@ def expect(name, ok, detail):
         failures.append(f"{role}: {name}")
 
 
-def unmatched(tag, activity):
+def unmatched(keys, activity):
     """Buyers in Redis without a row, and rows without a buyer: which orders went missing."""
-    fields = redis("HGETALL", f"{tag}:buyers").splitlines()
+    fields = redis("HGETALL", keys["buyers"]).splitlines()
     buyers = {user: record.split(":")[0] for user, record in zip(fields[::2], fields[1::2])}
     rows = dict(sql(f"SELECT user_id, id FROM seckill_order WHERE activity_id={activity}"))
     for user in sorted(buyers.keys() - rows.keys())[:20]:
@@ -60,7 +60,8 @@ def answers(name):
 
 
 for role, activity in (("sale", args.sale), ("sold-out", args.sold_out)):
-    tag = f"{args.prefix}:{{a:{activity}}}"
+    contract = layout(args.prefix, activity)
+    keys = contract["activity"]
     [[total, sold]] = sql(f"SELECT total_stock, sold FROM seckill_activity WHERE id={activity}")
     total, sold = int(total), int(sold)
     [[rows, users, created_units]] = sql(
@@ -68,10 +69,10 @@ for role, activity in (("sale", args.sale), ("sold-out", args.sold_out)):
         "COALESCE(SUM(CASE WHEN status IN ('created', 'paid') THEN quantity END), 0) "
         f"FROM seckill_order WHERE activity_id={activity}")
     rows, users, created_units = int(rows), int(users), int(created_units)
-    remaining = redis_int("GET", f"{tag}:stock")
-    buyers = redis_int("HLEN", f"{tag}:buyers")
-    pending = redis_int("XPENDING", f"{tag}:stream", "writers")
-    dead = redis_int("XLEN", f"{tag}:dead")
+    remaining = redis_int("GET", keys["stock"])
+    buyers = redis_int("HLEN", keys["buyers"])
+    pending = redis_int("XPENDING", keys["stream"], contract["writer_group"])
+    dead = redis_int("XLEN", keys["dead"])
     print(f"activity {activity}: total {total}, sold {sold}, rows {rows}, remaining {remaining}, "
           f"buyers {buyers}, pending {pending}, dead letters {dead}")
     expect("one order per user", rows == users, f"{rows} rows, {users} distinct users")
@@ -81,7 +82,7 @@ for role, activity in (("sale", args.sale), ("sold-out", args.sold_out)):
            f"{remaining} + {sold} vs {total}")
     expect("every accepted buyer persisted", buyers == rows, f"{buyers} buyers vs {rows} rows")
     if buyers != rows:
-        unmatched(tag, activity)
+        unmatched(keys, activity)
     expect("stream drained", pending == 0 and dead == 0, f"pending {pending}, dead {dead}")
     if activity == args.sale:
         accepted = answers("orders_accepted")

@@ -23,14 +23,14 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from stores import redis, redis_int, sql as sql_in
+from stores import layout, redis, redis_int, sql as sql_in
 
 ap = argparse.ArgumentParser()
 for name in ("--db", "--prefix", "--activity", "--load", "--provider", "--secs", "--out", "--tool"):
     ap.add_argument(name, required=True)
 args = ap.parse_args()
 A = args.activity
-tag = f"{args.prefix}:{{a:{A}}}"
+keys = layout(args.prefix, A)["activity"]
 
 
 def sql(query):
@@ -65,10 +65,10 @@ statuses = dict((s, int(n)) for s, n in sql(
     "SELECT COUNT(*), COUNT(DISTINCT user_id), "
     "COALESCE(SUM(CASE WHEN status IN ('created','paid') THEN quantity END), 0) "
     f"FROM seckill_order WHERE activity_id={A}")
-remaining = redis_int("GET", f"{tag}:stock")
-buyers = redis_int("HLEN", f"{tag}:buyers")
-stream = redis_int("XLEN", f"{tag}:stream")
-returned = set(redis("SMEMBERS", f"{tag}:returned").split())
+remaining = redis_int("GET", keys["stock"])
+buyers = redis_int("HLEN", keys["buyers"])
+stream = redis_int("XLEN", keys["stream"])
+returned = set(redis("SMEMBERS", keys["returned"]).split())
 closed = {r[0]: r[1] for r in sql(
     f"SELECT id, stock_returned_at FROM seckill_order WHERE activity_id={A} "
     "AND status IN ('cancelled','expired')")}

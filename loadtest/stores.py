@@ -5,6 +5,7 @@ password, host, port, Redis database index, MySQL database), else those of
 config/default.toml. Passwords go through the environment (REDISCLI_AUTH, MYSQL_PWD), never
 the command line.
 """
+import json
 import os
 import re
 import shutil
@@ -62,3 +63,14 @@ def redis_int(*cmd):
     """The first line of the reply as an integer (XPENDING's summary starts with the count)."""
     first = (redis(*cmd).splitlines() or [""])[0].strip()
     return int(first) if re.fullmatch(r"-?\d+", first) else None
+
+
+def layout(prefix, activity):
+    """The activity's Redis keys and stream fields as the binary defines them (`seckill keys`,
+    src/gate/layout.rs): the checks never spell a key. SECKILL_BIN names the binary."""
+    binary = os.environ.get("SECKILL_BIN")
+    if not binary:
+        raise SystemExit("SECKILL_BIN is not set: the seckill binary that defines the Redis keys")
+    out = subprocess.run([binary, "keys", "--prefix", prefix, "--activity", str(activity)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)

@@ -14,7 +14,9 @@
 -- KEYS[2] stock    string units left; missing means "not seeded": never sellable
 -- KEYS[3] buyers   hash   user_id -> "order_id:quantity:created_ms"
 -- KEYS[4] idem     string "fingerprint|order_id:quantity:created_ms" with a TTL
--- KEYS[5] stream   stream order intents, drained by the writer's consumer group
+-- KEYS[5] stream   stream order intents, drained by the writer's consumer group; the
+--                         field names (F_*) are defined by src/gate/stream.rs, which puts
+--                         them on the line after `#!lua` when the script is loaded
 --
 -- ARGV[1] user_id   ARGV[2] quantity   ARGV[3] fingerprint   ARGV[4] candidate order id
 -- ARGV[5] idempotency TTL (seconds)    ARGV[6] idempotency key (kept on the order row)
@@ -101,5 +103,6 @@ local record = ARGV[4] .. ':' .. qty .. ':' .. now
 left = redis.call('DECRBY', stock, qty)
 redis.call('HSET', buyers, user, record)
 redis.call('SET', idem, fp .. '|' .. record, 'EX', ARGV[5])
-redis.call('XADD', stream, '*', 'o', ARGV[4], 'u', user, 'q', qty, 'k', ARGV[6], 't', now)
+redis.call('XADD', stream, '*', F_ORDER_ID, ARGV[4], F_USER_ID, user, F_QUANTITY, qty,
+  F_IDEMPOTENCY_KEY, ARGV[6], F_CREATED_MS, now)
 return {'accepted', record, left}

@@ -94,3 +94,11 @@ db_url_named() { # name → the configured URL with that database (query string 
 # The address as it may be shown (no password).
 redis_shown() { echo "$redis_host:$redis_port/$redis_db"; }
 db_shown() { echo "$db_host:$db_port"; }
+
+# One Redis key of an activity as the binary defines it (`$bin keys`, src/gate/layout.rs):
+# meta, stock, buyers, stream, dead, returned, or idempotency (a template with {user} and
+# {key}). Scripts never spell a key. Needs $bin, the seckill binary.
+activity_key() { # prefix activity name
+  "$bin" keys --prefix "$1" --activity "$2" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["activity"][sys.argv[1]])' "$3"
+}

@@ -11,6 +11,7 @@ use seckill::auth::mint_token;
 use seckill::configuration::Settings;
 use seckill::domain::ActivityId;
 use seckill::domain::UserId;
+use seckill::gate::KeySpace;
 use seckill::startup::{Application, Resources};
 use seckill::store::entity::activity;
 use seckill::{recovery, store, telemetry};
@@ -64,6 +65,20 @@ enum Command {
     },
     /// A payment provider for local runs, tests and load tests, hostile on request.
     Provider(seckill::provider::ProviderArgs),
+    /// Print, as JSON, the Redis keys of an activity and the fields of its stream entries
+    /// and dead letters (for tools that read Redis directly).
+    Keys {
+        #[arg(long)]
+        activity: String,
+        /// The key prefix (default: redis.key_prefix).
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Print a gate script as Redis runs it (for tools that load it themselves).
+    Script {
+        /// The script's name: its file in lua/ without `.lua`.
+        name: String,
+    },
 }
 
 #[tokio::main]
@@ -132,6 +147,20 @@ async fn main() -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| settings.payment.webhook_secret.clone());
             seckill::provider::run(args, secret, &host, port).await
+        }
+        Command::Keys { activity, prefix } => {
+            let keys = KeySpace::new(prefix.unwrap_or_else(|| settings.redis.key_prefix.clone()));
+            let layout = seckill::gate::layout::describe(&keys, parse_activity(&activity)?);
+            println!("{layout}");
+            Ok(())
+        }
+        Command::Script { name } => {
+            let src = seckill::gate::script_source(&name).ok_or_else(|| {
+                let known: Vec<&str> = seckill::gate::script_names().collect();
+                anyhow::anyhow!("no script {name:?}; known: {}", known.join(", "))
+            })?;
+            print!("{src}");
+            Ok(())
         }
         Command::Token { user, ttl, count } => {
             let first = UserId::parse(&user)

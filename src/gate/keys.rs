@@ -7,9 +7,6 @@
 use crate::domain::{ActivityId, UserId};
 use crate::idempotency::IdempotencyKey;
 
-/// Name of the writer's consumer group on every activity stream.
-pub const WRITER_GROUP: &str = "writers";
-
 /// The key namespace of one deployment.
 #[derive(Debug, Clone)]
 pub struct KeySpace {
@@ -59,6 +56,11 @@ impl KeySpace {
         )
     }
 
+    /// A `SCAN MATCH` / `KEYS` pattern of every activity's keys.
+    pub fn every_activity_pattern(&self) -> String {
+        format!("{}:{{a:*", self.prefix)
+    }
+
     pub fn activity(&self, id: ActivityId) -> ActivityKeys {
         let base = format!("{}:{{a:{id}}}", self.prefix);
         ActivityKeys {
@@ -95,7 +97,12 @@ pub struct ActivityKeys {
 impl ActivityKeys {
     /// The idempotency record of one (user, key) in this activity.
     pub fn idempotency(&self, user: UserId, key: &IdempotencyKey) -> String {
-        format!("{}:idem:{user}:{}", self.base, key.as_str())
+        self.idempotency_of(&user.to_string(), key.as_str())
+    }
+
+    /// The same from the user and key as text (a template's placeholders, for tools).
+    pub fn idempotency_of(&self, user: &str, key: &str) -> String {
+        format!("{}:idem:{user}:{key}", self.base)
     }
 
     /// The live payment token of one order (a string with a TTL).

@@ -6,11 +6,12 @@
 //! writer. Keeping the decision in one script means one round trip per request and no lock:
 //! Redis runs scripts one at a time.
 //!
-//! The script is compiled into the binary (`include_str!`) and invoked by SHA; when Redis
+//! The scripts are compiled into the binary (`include_str!`, [`script_source`]) and invoked by SHA; when Redis
 //! answers `NOSCRIPT` (it restarted or its script cache was flushed), redis-rs loads the
 //! source and retries, transparently.
 
 mod keys;
+pub mod layout;
 mod lookup;
 mod payment_token;
 mod record;
@@ -18,9 +19,10 @@ mod restore;
 mod seed;
 mod sold_out;
 mod stock_return;
+pub mod stream;
 mod sweeper_lock;
 
-pub use keys::{ActivityKeys, KeySpace, WRITER_GROUP};
+pub use keys::{ActivityKeys, KeySpace};
 pub use lookup::{stream_backlog, ActivitySnapshot, StreamBacklog};
 pub use payment_token::{IssuedToken, PaymentToken, TokenState, TokenUse};
 pub use record::OrderRecord;
@@ -28,6 +30,7 @@ pub use restore::{RestoreCounts, RestoredOrder};
 pub use seed::{SeedOutcome, SeedSpec};
 pub use sold_out::SoldOutCache;
 pub use stock_return::ReturnOutcome;
+pub use stream::WRITER_GROUP;
 
 use std::sync::Arc;
 
@@ -178,6 +181,45 @@ pub struct Gate {
     sold_out: Arc<SoldOutCache>,
 }
 
+/// Every script of the gate by name (its file in `lua/`), compiled into the binary.
+const SCRIPTS: [(&str, &str); 7] = [
+    ("purchase", include_str!("../../lua/purchase.lua")),
+    ("seed", include_str!("../../lua/seed.lua")),
+    ("payment_token", include_str!("../../lua/payment_token.lua")),
+    (
+        "consume_payment_token",
+        include_str!("../../lua/consume_payment_token.lua"),
+    ),
+    ("return_stock", include_str!("../../lua/return_stock.lua")),
+    ("sweeper_lock", include_str!("../../lua/sweeper_lock.lua")),
+    (
+        "sweeper_unlock",
+        include_str!("../../lua/sweeper_unlock.lua"),
+    ),
+];
+
+/// A script's source as Redis runs it (the purchase script with the stream's field names
+/// defined, [`stream::script_source`]), for tools that load it themselves (`seckill
+/// script`, the load test's redis-benchmark baseline); `None` for an unknown name.
+pub fn script_source(name: &str) -> Option<String> {
+    let (_, src) = SCRIPTS.iter().find(|(n, _)| *n == name)?;
+    Some(if name == "purchase" {
+        stream::script_source(src)
+    } else {
+        (*src).to_owned()
+    })
+}
+
+/// The names [`script_source`] knows.
+pub fn script_names() -> impl Iterator<Item = &'static str> {
+    SCRIPTS.iter().map(|(n, _)| *n)
+}
+
+fn script(name: &str) -> Script {
+    // Every name passed here is one of SCRIPTS (a unit test checks each).
+    Script::new(&script_source(name).unwrap_or_default())
+}
+
 impl Gate {
     pub fn new(
         conn: ConnectionManager,
@@ -188,13 +230,13 @@ impl Gate {
         Self {
             conn,
             keys,
-            purchase: Script::new(include_str!("../../lua/purchase.lua")),
-            seed: Script::new(include_str!("../../lua/seed.lua")),
-            payment_token: Script::new(include_str!("../../lua/payment_token.lua")),
-            consume_payment_token: Script::new(include_str!("../../lua/consume_payment_token.lua")),
-            return_stock: Script::new(include_str!("../../lua/return_stock.lua")),
-            sweeper_lock: Script::new(include_str!("../../lua/sweeper_lock.lua")),
-            sweeper_unlock: Script::new(include_str!("../../lua/sweeper_unlock.lua")),
+            purchase: script("purchase"),
+            seed: script("seed"),
+            payment_token: script("payment_token"),
+            consume_payment_token: script("consume_payment_token"),
+            return_stock: script("return_stock"),
+            sweeper_lock: script("sweeper_lock"),
+            sweeper_unlock: script("sweeper_unlock"),
             idempotency_ttl_secs,
             max_backlog,
             sold_out: SoldOutCache::new(),
@@ -290,5 +332,17 @@ mod tests {
         assert!(GateOutcome::parse(v(&["accepted", "garbage", "3"])).is_err());
         assert!(GateOutcome::parse(v(&["what"])).is_err());
         assert!(GateOutcome::parse(vec![]).is_err());
+    }
+
+    #[test]
+    fn every_script_has_its_source() {
+        for name in script_names() {
+            let src = script_source(name).unwrap_or_default();
+            assert!(src.starts_with("#!lua\n"), "{name}");
+        }
+        assert!(script_source("purchase")
+            .unwrap_or_default()
+            .contains("local F_ORDER_ID"));
+        assert_eq!(script_source("nope"), None);
     }
 }

@@ -35,6 +35,7 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 use crate::domain::{ActivityId, UserId};
+use crate::gate::stream::dead_letter;
 use crate::gate::{Gate, OrderRecord, RestoreCounts, RestoredOrder, SeedOutcome, SeedSpec};
 use crate::store::entity::{activity, order, utc};
 use crate::writer::OrderIntent;
@@ -206,7 +207,7 @@ async fn stream_intents(
 }
 
 /// The orders of the activity's dead-letter stream (accepted, never stored), from the
-/// original fields each dead letter keeps as `orig_<field>`.
+/// original fields each dead letter keeps ([`dead_letter::original`]).
 async fn dead_letter_intents(
     gate: &Gate,
     activity: ActivityId,
@@ -218,7 +219,9 @@ async fn dead_letter_intents(
             e.map = e
                 .map
                 .into_iter()
-                .filter_map(|(k, v)| Some((k.strip_prefix("orig_")?.to_owned(), v)))
+                .filter_map(|(k, v)| {
+                    Some((k.strip_prefix(dead_letter::ORIGINAL_PREFIX)?.to_owned(), v))
+                })
                 .collect();
             OrderIntent::parse(&e).ok()
         })

@@ -23,6 +23,7 @@ use super::intent::OrderIntent;
 use super::persist::{persist_batch, BatchOutcome, PersistError};
 use super::terms::TermsCache;
 use crate::domain::ActivityId;
+use crate::gate::stream::dead_letter;
 use crate::gate::{ActivityKeys, WRITER_GROUP};
 use crate::store::is_data_error;
 
@@ -204,8 +205,8 @@ impl Batch {
         tracing::error!(entry = %entry.id, stream = %keys.stream, reason, "dead-lettering order intent");
         metrics::counter!("seckill_writer_orders_total", "result" => "dead_letter").increment(1);
         let mut fields: Vec<(String, Vec<u8>)> = vec![
-            ("entry".into(), entry.id.clone().into_bytes()),
-            ("reason".into(), reason.as_bytes().to_vec()),
+            (dead_letter::ENTRY.into(), entry.id.clone().into_bytes()),
+            (dead_letter::REASON.into(), reason.as_bytes().to_vec()),
         ];
         // Keep the original fields as they were, whatever their type.
         fields.extend(entry.map.iter().map(|(k, v)| {
@@ -213,7 +214,7 @@ impl Batch {
                 redis::Value::BulkString(b) => b.clone(),
                 other => format!("{other:?}").into_bytes(),
             };
-            (format!("orig_{k}"), raw)
+            (dead_letter::original(k), raw)
         }));
         redis::pipe()
             .atomic()

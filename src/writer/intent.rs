@@ -1,6 +1,9 @@
-//! The order intent: one stream entry, as appended by `lua/purchase.lua`.
+//! The order intent: one stream entry, as appended by `lua/purchase.lua` (its fields:
+//! [`crate::gate::stream::intent`]).
 
 use redis::streams::StreamId;
+
+use crate::gate::stream::intent as field;
 
 /// An accepted order waiting to be persisted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,17 +21,17 @@ pub struct OrderIntent {
 impl OrderIntent {
     /// Parses an entry; `Err` carries the reason it can never be persisted.
     pub fn parse(entry: &StreamId) -> Result<Self, String> {
-        fn field<T: redis::FromRedisValue>(e: &StreamId, name: &str) -> Result<T, String> {
+        fn get<T: redis::FromRedisValue>(e: &StreamId, name: &str) -> Result<T, String> {
             e.get(name)
                 .ok_or_else(|| format!("field {name:?} missing or malformed"))
         }
         let intent = Self {
             entry_id: entry.id.clone(),
-            order_id: field(entry, "o")?,
-            user_id: field(entry, "u")?,
-            quantity: field(entry, "q")?,
-            idempotency_key: field(entry, "k")?,
-            created_ms: field(entry, "t")?,
+            order_id: get(entry, field::ORDER_ID)?,
+            user_id: get(entry, field::USER_ID)?,
+            quantity: get(entry, field::QUANTITY)?,
+            idempotency_key: get(entry, field::IDEMPOTENCY_KEY)?,
+            created_ms: get(entry, field::CREATED_MS)?,
         };
         if intent.quantity < 1 || intent.order_id == 0 || intent.user_id == 0 {
             return Err(format!("impossible values in entry {}", entry.id));

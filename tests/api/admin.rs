@@ -84,11 +84,8 @@ async fn reseed_after_redis_lost_the_state_starts_from_mysql_sold() {
     app.wait_drained(activity).await;
     // Redis loses the activity's meta and stock (e.g. restarted without persistence).
     let mut conn = app.redis.clone();
-    let tag = format!("{}:{{a:{activity}}}", app.prefix);
-    let _: () = conn
-        .del(&[format!("{tag}:meta"), format!("{tag}:stock")])
-        .await
-        .unwrap();
+    let keys = app.keys(activity);
+    let _: () = conn.del(&[keys.meta, keys.stock]).await.unwrap();
     // Not sellable, and not mistaken for an unknown activity.
     let (status, code, _) = problem(app.purchase(activity, 2, "k", None).await).await;
     assert_eq!((status, code.as_str()), (503, "unavailable"));
@@ -153,7 +150,7 @@ async fn a_create_whose_seed_fails_leaves_neither_row_nor_redis_state() {
     let keys: Vec<String> = app
         .redis
         .clone()
-        .keys(format!("{}:{{a:*", app.prefix))
+        .keys(KeySpace::new(app.prefix.clone()).every_activity_pattern())
         .await
         .unwrap();
     assert!(keys.is_empty(), "Redis state left without a row: {keys:?}");

@@ -12,11 +12,9 @@ use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{problem, spawn_app_with, TestApp};
+use seckill::gate::stream::{dead_letter, intent};
 
-fn key(app: &TestApp, activity: u64, part: &str) -> String {
-    format!("{}:{{a:{activity}}}:{part}", app.prefix)
-}
+use crate::helpers::{problem, spawn_app_with, TestApp};
 
 /// Order ids of the 201 answers (fresh or replayed) for `users` buying with key `k<user>`.
 async fn buy_all(app: &TestApp, activity: u64, users: impl Iterator<Item = u64>) -> Vec<u64> {
@@ -103,7 +101,7 @@ async fn an_entry_mysql_keeps_refusing_is_dead_lettered_after_n_attempts_and_the
     let dead: StreamRangeReply = app
         .redis
         .clone()
-        .xrange_all(key(&app, activity, "dead"))
+        .xrange_all(app.keys(activity).dead)
         .await
         .unwrap();
     let reason: String = dead.ids[0].get("reason").unwrap();
@@ -111,7 +109,9 @@ async fn an_entry_mysql_keeps_refusing_is_dead_lettered_after_n_attempts_and_the
         reason.contains("failed 3 times") && reason.contains("poison row"),
         "{reason}"
     );
-    let user: String = dead.ids[0].get("orig_u").unwrap();
+    let user: String = dead.ids[0]
+        .get(&dead_letter::original(intent::USER_ID))
+        .unwrap();
     assert_eq!(user, "666");
     let metrics = app.metrics().await;
     // (The registry is the process's: other tests add to it, hence "at least".)
@@ -243,7 +243,7 @@ async fn mysql_unreachable_for_10_s_sales_go_on_bounded_and_the_backlog_drains_a
     let backlog: u64 = app
         .redis
         .clone()
-        .xlen(key(&app, activity, "stream"))
+        .xlen(app.keys(activity).stream)
         .await
         .unwrap();
     assert_eq!(
@@ -334,7 +334,7 @@ async fn when_redis_sells_more_than_the_stock_the_excess_is_stored_rejected_and_
     let _: () = app
         .redis
         .clone()
-        .set(key(&app, activity, "stock"), 5)
+        .set(app.keys(activity).stock, 5)
         .await
         .unwrap();
     let ids = buy_all(&app, activity, 1..=5).await;
@@ -389,8 +389,8 @@ async fn reconcile_reports_drift_with_a_failing_exit_status_and_repair_fixes_it(
 
     // Drift: a lost buyer record and a stock that does not add up.
     let mut conn = app.redis.clone();
-    let _: () = conn.hdel(key(&app, activity, "buyers"), 2).await.unwrap();
-    let _: () = conn.set(key(&app, activity, "stock"), 9).await.unwrap();
+    let _: () = conn.hdel(app.keys(activity).buyers, 2).await.unwrap();
+    let _: () = conn.set(app.keys(activity).stock, 9).await.unwrap();
     let (code, out) = reconcile(&[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("user 2 has order"), "{out}");

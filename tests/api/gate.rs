@@ -3,7 +3,9 @@
 use redis::AsyncCommands;
 
 use seckill::domain::{ActivityId, Quantity, UserId};
-use seckill::gate::{Gate, GateOutcome, KeySpace, PurchaseAttempt, SeedOutcome, SeedSpec};
+use seckill::gate::{
+    ActivityKeys, Gate, GateOutcome, KeySpace, PurchaseAttempt, SeedOutcome, SeedSpec,
+};
 use seckill::idempotency::IdempotencyKey;
 
 struct Fixture {
@@ -68,20 +70,22 @@ impl Fixture {
             .unwrap()
     }
 
-    fn key(&self, suffix: &str) -> String {
-        format!(
-            "{}:{}",
-            self.gate.keys().prefix(),
-            suffix.replace("A", &format!("{{a:{}}}", self.activity))
-        )
+    fn keys(&self) -> ActivityKeys {
+        self.gate.keys().activity(self.activity)
+    }
+
+    /// The idempotency record of `user`'s key `key`.
+    fn idempotency(&self, user: u64, key: &str) -> String {
+        let key = IdempotencyKey::from_header(Some(key.as_bytes())).unwrap();
+        self.keys().idempotency(UserId::new(user), &key)
     }
 
     async fn stock(&self) -> Option<i64> {
-        self.conn.clone().get(self.key("A:stock")).await.unwrap()
+        self.conn.clone().get(self.keys().stock).await.unwrap()
     }
 
     async fn stream_len(&self) -> u64 {
-        self.conn.clone().xlen(self.key("A:stream")).await.unwrap()
+        self.conn.clone().xlen(self.keys().stream).await.unwrap()
     }
 }
 
@@ -102,7 +106,7 @@ async fn accept_replay_reuse_and_already_purchased() {
     // Nothing but the first purchase changed the stock or the stream.
     assert_eq!((f.stock().await, f.stream_len().await), (Some(2), 1));
     // The idempotency record has the configured TTL.
-    let ttl: i64 = f.conn.clone().ttl(f.key("A:idem:1:k")).await.unwrap();
+    let ttl: i64 = f.conn.clone().ttl(f.idempotency(1, "k")).await.unwrap();
     assert!((1..=60).contains(&ttl), "ttl {ttl}");
 }
 
@@ -123,7 +127,7 @@ async fn sold_out_leaves_the_stock_as_it_was() {
         GateOutcome::SoldOut { remaining: 0 }
     );
     // A rejection leaves no idempotency record: the retry is decided afresh.
-    let exists: bool = f.conn.clone().exists(f.key("A:idem:3:k")).await.unwrap();
+    let exists: bool = f.conn.clone().exists(f.idempotency(3, "k")).await.unwrap();
     assert!(!exists);
     assert_eq!(f.stream_len().await, 1);
 }
@@ -150,11 +154,11 @@ async fn window_is_enforced_on_both_ends() {
 #[tokio::test]
 async fn missing_meta_is_not_found_and_missing_stock_is_not_seeded() {
     let mut f = fixture(10, 1, -1000, 60_000).await;
-    let _: () = f.conn.clone().del(f.key("A:stock")).await.unwrap();
+    let _: () = f.conn.clone().del(f.keys().stock).await.unwrap();
     assert_eq!(f.buy(1, "k", 1).await, GateOutcome::NotSeeded);
     // Never "zero then decrement" into a negative stock.
     assert_eq!(f.stock().await, None);
-    let _: () = f.conn.clone().del(f.key("A:meta")).await.unwrap();
+    let _: () = f.conn.clone().del(f.keys().meta).await.unwrap();
     assert_eq!(f.buy(1, "k", 1).await, GateOutcome::NotFound);
     assert_eq!(f.stream_len().await, 0);
 }
@@ -234,7 +238,7 @@ async fn sold_out_is_answered_locally_without_breaking_replay() {
     }
     assert!(installed, "the sold-out view was never installed");
     // Remove the stock key: an answer that went to Redis would now be NotSeeded.
-    let _: () = f.conn.clone().del(f.key("A:stock")).await.unwrap();
+    let _: () = f.conn.clone().del(f.keys().stock).await.unwrap();
     assert_eq!(
         f.buy(3, "k", 1).await,
         GateOutcome::SoldOut { remaining: 0 }
@@ -263,7 +267,7 @@ async fn sold_out_is_answered_locally_without_breaking_replay() {
         payment_window_secs: 900,
         sold: 0,
     };
-    let _: () = f.conn.clone().set(f.key("A:stock"), 0).await.unwrap();
+    let _: () = f.conn.clone().set(f.keys().stock, 0).await.unwrap();
     assert_eq!(
         f.gate.seed(&spec).await.unwrap(),
         SeedOutcome::Seeded { remaining: 1 }

@@ -117,7 +117,7 @@ async fn replay_after_the_window_ended_returns_the_original_order() {
         .await
         .unwrap();
     // End the sale now (the gate reads the window from the meta hash).
-    let meta = format!("{}:{{a:{activity}}}:meta", app.prefix);
+    let meta = app.keys(activity).meta;
     let past = chrono::Utc::now().timestamp_millis() - 1;
     let _: () = app.redis.clone().hset(meta, "ends_ms", past).await.unwrap();
 

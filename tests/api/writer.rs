@@ -8,6 +8,8 @@ use redis::AsyncCommands;
 use serde_json::json;
 
 use seckill::domain::ActivityId;
+use seckill::gate::stream::{dead_letter, intent};
+use seckill::gate::WRITER_GROUP;
 use seckill::writer::{persist_batch, BatchOutcome, OrderIntent, Terms};
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
@@ -19,7 +21,7 @@ const TERMS: Terms = Terms {
 };
 
 fn stream_key(app: &TestApp, activity: u64) -> String {
-    format!("{}:{{a:{activity}}}:stream", app.prefix)
+    app.keys(activity).stream
 }
 
 async fn entries(app: &TestApp, activity: u64) -> Vec<OrderIntent> {
@@ -152,11 +154,14 @@ async fn a_redelivered_entry_inserts_nothing_and_is_acked() {
     // The same intent appended again, as a re-delivery would present it.
     let stored = app.orders(activity).await.remove(0);
     let fields = [
-        ("o", stored.id.to_string()),
-        ("u", stored.user_id.to_string()),
-        ("q", stored.quantity.to_string()),
-        ("k", stored.idempotency_key.clone()),
-        ("t", chrono::Utc::now().timestamp_millis().to_string()),
+        (intent::ORDER_ID, stored.id.to_string()),
+        (intent::USER_ID, stored.user_id.to_string()),
+        (intent::QUANTITY, stored.quantity.to_string()),
+        (intent::IDEMPOTENCY_KEY, stored.idempotency_key.clone()),
+        (
+            intent::CREATED_MS,
+            chrono::Utc::now().timestamp_millis().to_string(),
+        ),
     ];
     let _: String = app
         .redis
@@ -176,7 +181,11 @@ async fn a_poison_entry_is_dead_lettered_and_does_not_block_the_others() {
     let _: String = app
         .redis
         .clone()
-        .xadd(stream_key(&app, activity), "*", &[("o", "not-a-number")])
+        .xadd(
+            stream_key(&app, activity),
+            "*",
+            &[(intent::ORDER_ID, "not-a-number")],
+        )
         .await
         .unwrap();
     assert_eq!(app.purchase(activity, 1, "k", None).await.status(), 201);
@@ -187,10 +196,10 @@ async fn a_poison_entry_is_dead_lettered_and_does_not_block_the_others() {
     let dead: StreamRangeReply = app
         .redis
         .clone()
-        .xrange_all(format!("{}:{{a:{activity}}}:dead", app.prefix))
+        .xrange_all(app.keys(activity).dead)
         .await
         .unwrap();
-    let reason: String = dead.ids[0].get("reason").unwrap();
+    let reason: String = dead.ids[0].get(dead_letter::REASON).unwrap();
     assert!(reason.contains("missing or malformed"), "{reason}");
 }
 
@@ -209,7 +218,7 @@ async fn entries_of_a_consumer_that_died_after_commit_are_reclaimed() {
     // The doomed consumer: read, commit, no ack.
     let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
         .arg("GROUP")
-        .arg("writers")
+        .arg(WRITER_GROUP)
         .arg("doomed")
         .arg("COUNT")
         .arg(10)
