@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_activity;
 mod m20261123_000002_create_order;
 mod m20261124_000003_payments;
+mod m20261204_000004_fence_owner;
 
 /// Every migration of the service, in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_activity::Migration),
             Box::new(m20261123_000002_create_order::Migration),
             Box::new(m20261124_000003_payments::Migration),
+            Box::new(m20261204_000004_fence_owner::Migration),
         ]
     }
 }

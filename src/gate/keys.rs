@@ -110,9 +110,10 @@ impl ActivityKeys {
         format!("{}:paytoken:{order_id}", self.base)
     }
 
-    /// A consumed payment token: `payment_id|idempotency_key` of the pay request that
-    /// consumed it, so a second use is told which payment took it.
-    pub fn used_payment_token(&self, token: &str) -> String {
-        format!("{}:paytoken_used:{token}", self.base)
+    /// A consumed payment token of one order: `payment_id|idempotency_key` of the pay
+    /// request that consumed it, so a second use is told which payment took it. Keyed by
+    /// the order too: presented for another order, the token is just invalid there.
+    pub fn used_payment_token(&self, order_id: u64, token: &str) -> String {
+        format!("{}:paytoken_used:{order_id}:{token}", self.base)
     }
 }

@@ -128,7 +128,7 @@ impl Gate {
     ) -> Result<TokenState, redis::RedisError> {
         let k = self.keys.activity(activity);
         let (used, live): (Option<String>, Option<String>) = redis::pipe()
-            .get(k.used_payment_token(token.as_str()))
+            .get(k.used_payment_token(order_id, token.as_str()))
             .get(k.payment_token(order_id))
             .query_async(&mut self.conn.clone())
             .await?;
@@ -161,7 +161,7 @@ impl Gate {
         let reply: Vec<String> = self
             .consume_payment_token
             .key(k.payment_token(order_id))
-            .key(k.used_payment_token(token.as_str()))
+            .key(k.used_payment_token(order_id, token.as_str()))
             .arg(token.as_str())
             .arg(used.encode())
             .arg(ttl_secs)
@@ -175,6 +175,23 @@ impl Gate {
             (Some("invalid"), _) => Ok(TokenState::Invalid),
             _ => Err(unexpected("consume", &reply)),
         }
+    }
+
+    /// Forgets that the token was consumed, after the pay request that consumed it could
+    /// not record its payment (the order was closed, or another payment started first):
+    /// that payment will never exist, so no later request may be told the token took it.
+    /// The token stays consumed (it is invalid from now on).
+    pub async fn forget_payment_token_use(
+        &self,
+        activity: ActivityId,
+        order_id: u64,
+        token: &PaymentToken,
+    ) -> Result<(), redis::RedisError> {
+        let k = self.keys.activity(activity);
+        redis::cmd("DEL")
+            .arg(k.used_payment_token(order_id, token.as_str()))
+            .query_async(&mut self.conn.clone())
+            .await
     }
 
     /// Drops the order's live token (the order was closed or paid: nothing may start a

@@ -14,10 +14,10 @@ use sea_orm::{
 };
 
 use super::processing_payment;
-use super::transitions::{lock_order, refusal_for, Refusal, TransitionError};
+use super::transitions::{lock_order, refusal_for, time_left, Refusal, TransitionError};
 use crate::domain::UserId;
 use crate::payment::ProviderClient;
-use crate::store::entity::{naive, order, payment, utc};
+use crate::store::entity::{naive, order, payment};
 
 /// What [`record_payment`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,13 +48,15 @@ pub async fn record_payment(
     user: UserId,
     payment_id: u64,
     key: &str,
-    now: DateTime<Utc>,
 ) -> Result<PaymentRecorded, TransitionError> {
     let txn = db.begin().await?;
     let row = lock_order(&txn, order_id)
         .await?
         .filter(|r| r.user_id == user.get())
         .ok_or(Refusal::NotFound)?;
+    // The time is read once the lock is held: a request that waited for a cancel or an
+    // expiry to commit must not start a payment on a clock read before the wait.
+    let now = Utc::now();
     if let Some(p) = payment_for_key(&txn, order_id, key).await? {
         txn.commit().await?;
         return Ok(PaymentRecorded::Replay(p));
@@ -62,7 +64,7 @@ pub async fn record_payment(
     if row.status != order::STATUS_CREATED {
         return Err(refusal_for(&row).into());
     }
-    if utc(row.payment_deadline) <= now {
+    if time_left(row.payment_deadline, now).is_none() {
         // Past its deadline: the sweeper expires it within seconds.
         return Err(Refusal::Closed(order::STATUS_EXPIRED.into()).into());
     }

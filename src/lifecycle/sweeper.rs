@@ -118,6 +118,13 @@ impl Sweeper {
     /// hand to pause a sweeper between lock and write).
     pub async fn round(&self, token: u64) -> anyhow::Result<RoundReport> {
         let mut report = RoundReport::default();
+        // Every round shows MySQL its token first, even one with nothing to expire: a
+        // holder that lost the lock while paused is refused from the new holder's first
+        // round on, not from its first expiry. (Repairs and charges need no fence: a
+        // return is keyed by order id, a charge by payment id; doing one twice is nothing.)
+        if let Err(f) = fence::check(&self.db, token, &self.owner).await? {
+            return self.fenced(f, report).await;
+        }
         let now = Utc::now();
         // Orders whose payment is still in its grace are left out here, not only by
         // `expire`: a batch full of them would hold back every other due order until
@@ -140,7 +147,7 @@ impl Sweeper {
             .all(&self.db)
             .await?;
         for id in due {
-            match expire(&self.db, id, token, self.grace, now).await {
+            match expire(&self.db, id, (token, &self.owner), self.grace, now).await {
                 Ok(Some(row)) => {
                     report.expired += 1;
                     if let Err(e) = finish_close(&self.gate, &self.db, &row).await {
@@ -148,20 +155,27 @@ impl Sweeper {
                     }
                 }
                 Ok(None) => {}
-                Err(TransitionError::Fenced(f)) => {
-                    tracing::warn!(error = %f, "sweeper lost its lock; stopping this round");
-                    // If the lock is still ours (Redis handed out a token MySQL had already
-                    // passed), let go: the next round takes a token above MySQL's.
-                    self.gate.sweeper_unlock(&self.owner).await?;
-                    report.fenced = true;
-                    return Ok(report);
-                }
+                Err(TransitionError::Fenced(f)) => return self.fenced(f, report).await,
                 Err(e) => return Err(e.into()),
             }
         }
         report.repaired = self.repair_returns(now).await?;
         report.recharged = self.recharge(now).await?;
         self.record_lag(now).await?;
+        Ok(report)
+    }
+
+    /// The round stops: MySQL refused its token. If the lock is still ours (Redis handed
+    /// out a token MySQL had already passed, or handed ours to another holder too), let go:
+    /// the next round takes a token above MySQL's.
+    async fn fenced(
+        &self,
+        f: super::Fenced,
+        mut report: RoundReport,
+    ) -> anyhow::Result<RoundReport> {
+        tracing::warn!(error = %f, "sweeper lost its lock; stopping this round");
+        self.gate.sweeper_unlock(&self.owner).await?;
+        report.fenced = true;
         Ok(report)
     }
 

@@ -126,7 +126,6 @@ pub async fn cancel(
     db: &DatabaseConnection,
     order_id: u64,
     user: UserId,
-    now: DateTime<Utc>,
 ) -> Result<order::Model, TransitionError> {
     let txn = db.begin().await?;
     let row = lock_order(&txn, order_id)
@@ -146,7 +145,9 @@ pub async fn cancel(
     }
     // Past its deadline the order is the sweeper's to expire (within seconds): answered
     // as expired, as a payment token or a payment would be.
-    if time_left(row.payment_deadline, now).is_none() {
+    // (The time is read under the lock: a cancel that waited for it must not act on a
+    // clock read before the wait.)
+    if time_left(row.payment_deadline, Utc::now()).is_none() {
         return Err(Refusal::Closed(order::STATUS_EXPIRED.into()).into());
     }
     close(&txn, &row, order::STATUS_CANCELLED).await?;
@@ -160,16 +161,17 @@ pub async fn cancel(
 
 /// The sweeper expires one order, if it is still `created` past its deadline and has no
 /// payment in progress younger than `grace`. `Ok(None)`: nothing to do (paid, cancelled,
-/// not due, in its grace). The fencing `token` is checked first, in the same transaction.
+/// not due, in its grace). The fencing `token` of the lock's `owner` is checked first, in
+/// the same transaction.
 pub async fn expire(
     db: &DatabaseConnection,
     order_id: u64,
-    token: u64,
+    (token, owner): (u64, &str),
     grace: Duration,
     now: DateTime<Utc>,
 ) -> Result<Option<order::Model>, TransitionError> {
     let txn = db.begin().await?;
-    fence::check(&txn, token).await??;
+    fence::check(&txn, token, owner).await??;
     let Some(row) = lock_order(&txn, order_id).await? else {
         return Ok(None);
     };

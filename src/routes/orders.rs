@@ -194,7 +194,7 @@ pub async fn cancel_order(
 ) -> Result<HttpResponse, ApiError> {
     let order_id = parse_decimal_u64(&path).ok_or(ApiError::OrderNotFound)?;
     own_stored_order(&gate, &db, user, order_id).await?;
-    let row = lifecycle::cancel(&db, order_id, user, chrono::Utc::now()).await?;
+    let row = lifecycle::cancel(&db, order_id, user).await?;
     crate::crash_point::hit("cancel.after_commit");
     if row.stock_returned_at.is_none() {
         // The units back on sale now; if Redis fails here, the sweeper repairs it.

@@ -8,7 +8,7 @@
 use actix_web::http::header::HeaderMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, SubsecRound, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 use serde::Deserialize;
 
 use super::body::{check_media_type, read_limited};
@@ -122,19 +122,22 @@ fn not_payable(row: &order::Model) -> Option<ApiError> {
 }
 
 /// `payment_token_used`, naming the payment the token was consumed for, unless that payment
-/// will never exist: the request that consumed the token lost the order to a cancel or
-/// an expiry before it could record its payment. Then the order's state is the answer.
+/// will never exist: the request that consumed the token lost the order to a cancel or an
+/// expiry before it could record its payment. Then the order's state, read again now (the
+/// row read at the start of this request may be older than the close), is the answer.
 async fn token_used(
     db: &DatabaseConnection,
     row: &order::Model,
     payment_id: u64,
 ) -> Result<ApiError, ApiError> {
-    if let Some(refused) = not_payable(row) {
-        if !lifecycle::payment_exists(db, payment_id).await? {
-            return Ok(refused);
-        }
+    if lifecycle::payment_exists(db, payment_id).await? {
+        return Ok(ApiError::PaymentTokenUsed { payment_id });
     }
-    Ok(ApiError::PaymentTokenUsed { payment_id })
+    let now = order::Entity::find_by_id(row.id).one(db).await?;
+    Ok(now
+        .as_ref()
+        .and_then(not_payable)
+        .unwrap_or(ApiError::PaymentTokenUsed { payment_id }))
 }
 
 /// The `Payment-Token` header: exactly one.
@@ -207,8 +210,12 @@ pub async fn pay(
         }
         verdict => verdict?,
     };
-    let now = Utc::now();
-    if let Err(refused) = payable(&db, &row, now).await {
+    if let Err(refused) = payable(&db, &row, Utc::now()).await {
+        // A copy of this request (the same key: a double click, a retry) may have recorded
+        // its payment since the look-up above; that payment is this request's answer.
+        if let Some(p) = lifecycle::payment_for_key(db.get_ref(), order_id, key.as_str()).await? {
+            return Ok(accepted(&p, true));
+        }
         // Another request may have consumed the token (and started its payment) since the
         // peek: the token's answer comes first, as always.
         if resumed.is_none() {
@@ -219,6 +226,7 @@ pub async fn pay(
         }
         return Err(refused);
     }
+    let mut consumed_here = false;
     let payment_id = match resumed {
         Some(id) => id,
         None => {
@@ -237,10 +245,12 @@ pub async fn pay(
                 .await?;
             // `Live`: this request consumed it, with `id`; used under this key: a concurrent
             // copy of this request did, and its payment is this one.
-            token_verdict(consumed, &key)?.unwrap_or(id)
+            let resumed = token_verdict(consumed, &key)?;
+            consumed_here = resumed.is_none();
+            resumed.unwrap_or(id)
         }
     };
-    match lifecycle::record_payment(&db, order_id, user, payment_id, key.as_str(), now).await {
+    match lifecycle::record_payment(&db, order_id, user, payment_id, key.as_str()).await {
         Ok(PaymentRecorded::New(p)) => {
             crate::crash_point::hit("pay.after_record");
             let (provider, db) = (ctx.provider.clone(), db.get_ref().clone());
@@ -249,7 +259,16 @@ pub async fn pay(
             Ok(accepted(&p, false))
         }
         Ok(PaymentRecorded::Replay(p)) => Ok(accepted(&p, true)),
-        Err(TransitionError::Refused(Refusal::NotFound)) => Err(ApiError::OrderNotFound),
+        Err(TransitionError::Refused(refusal)) => {
+            if consumed_here {
+                gate.forget_payment_token_use(activity, order_id, &token)
+                    .await?;
+            }
+            Err(match refusal {
+                Refusal::NotFound => ApiError::OrderNotFound,
+                other => TransitionError::Refused(other).into(),
+            })
+        }
         Err(e) => Err(e.into()),
     }
 }

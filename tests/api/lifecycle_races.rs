@@ -159,7 +159,7 @@ async fn a_crash_between_the_mysql_close_and_the_redis_return_is_repaired_once()
     let activity = app.create_priced(2, 100, 900).await;
     let order = app.buy_stored(activity, 1).await;
     // The MySQL half only, as a process killed right after the commit leaves it.
-    let row = lifecycle::cancel(&app.db, order, UserId::new(1), chrono::Utc::now())
+    let row = lifecycle::cancel(&app.db, order, UserId::new(1))
         .await
         .unwrap();
     assert_eq!(row.status, "cancelled");
@@ -190,7 +190,7 @@ async fn a_crash_between_the_mysql_close_and_the_redis_return_is_repaired_once()
 
     // Without a retry: the sweeper repairs a closed order left without its return.
     let other = app.buy_stored(activity, 2).await;
-    lifecycle::cancel(&app.db, other, UserId::new(2), chrono::Utc::now())
+    lifecycle::cancel(&app.db, other, UserId::new(2))
         .await
         .unwrap();
     assert_eq!(app.remaining(activity).await, 1);

@@ -483,3 +483,50 @@ async fn a_token_consumed_by_a_request_that_lost_its_order_to_a_cancel_names_no_
     assert_eq!((status, code.as_str()), (409, "order_closed"));
     assert!(app.payments_of(order).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_token_is_its_orders_own_even_after_it_was_used() {
+    let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
+    let activity = app.create_priced(3, 100, 900).await;
+    let first = app.buy_stored(activity, 1).await;
+    let second = app.buy_stored(activity, 2).await;
+    let token = app.payment_token(first, 1).await;
+    let resp = app.pay(first, 1, &token, "same-key").await;
+    assert_eq!(resp.status(), 202);
+    // The used token presented for another order (its owner's key or any other): invalid
+    // there, naming no payment of the first order, recording nothing.
+    let before = app.state().await;
+    for key in ["same-key", "other-key"] {
+        let (status, code, body) = problem(app.pay(second, 2, &token, key).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (409, "payment_token_invalid"),
+            "{key}: {body}"
+        );
+        assert!(body.get("payment_id").is_none(), "{body}");
+    }
+    assert_eq!(app.state().await, before);
+    assert!(app.payments_of(second).await.is_empty());
+}
+
+#[tokio::test]
+async fn copies_of_one_pay_request_sent_at_once_all_get_its_202() {
+    let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
+    let activity = app.create_priced(10, 100, 900).await;
+    for user in 1..=10 {
+        let order = app.buy_stored(activity, user).await;
+        let token = app.payment_token(order, user).await;
+        let answers =
+            futures_util::future::join_all((0..6).map(|_| app.pay(order, user, &token, "dbl")))
+                .await;
+        let mut ids = std::collections::BTreeSet::new();
+        for resp in answers {
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(status, 202, "user {user}: {body}");
+            ids.insert(body["payment_id"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(ids.len(), 1, "one payment: {ids:?}");
+        assert_eq!(app.payments_of(order).await.len(), 1);
+    }
+}

@@ -107,7 +107,7 @@ async fn only_one_sweeper_holds_the_lock_and_a_paused_one_is_fenced() {
     let refused = lifecycle::expire(
         &app.db,
         second,
-        t1,
+        (t1, old.owner()),
         chrono::Duration::zero(),
         chrono::Utc::now(),
     )
@@ -132,17 +132,17 @@ async fn the_sweeper_charges_again_only_the_payments_of_orders_still_payable() {
     let pending = app.start_payment(open, 2).await;
     tokio::time::sleep(Duration::from_millis(5200)).await;
     // One order expires (its grace waived here); the other is in its payment's grace.
+    let (_, sweeper) = sweeper_with(&app, &provider.url());
     let expired = lifecycle::expire(
         &app.db,
         closed,
-        1,
+        (1, sweeper.owner()),
         chrono::Duration::zero(),
         chrono::Utc::now(),
     )
     .await
     .unwrap();
     assert!(expired.is_some());
-    let (_, sweeper) = sweeper_with(&app, &provider.url());
     let report = sweeper.round(1).await.unwrap();
     assert_eq!((report.expired, report.recharged), (0, 1), "{report:?}");
     let stats = provider.stats();
@@ -222,4 +222,37 @@ async fn orders_in_their_payment_grace_do_not_hold_back_the_expiry_of_others() {
     }
     app.wait_returned(unpaid).await;
     assert_units_conserved(&app, activity).await;
+}
+
+#[tokio::test]
+async fn one_token_handed_to_two_holders_is_accepted_from_the_first_writer_only() {
+    let app = spawn_app_with(|s| s.sweeper.enabled = false).await;
+    let (_, first) = sweeper(&app);
+    let (_, second) = sweeper(&app);
+    let token = first.acquire().await.unwrap().expect("free lock");
+    // Redis fails over to a replica that had received neither the lock nor the INCR: the
+    // next holder is handed the same number.
+    let (lock, counter) = KeySpace::new(app.prefix.clone()).sweeper_lock();
+    let _: () = redis::pipe()
+        .del(&lock)
+        .ignore()
+        .set(&counter, token - 1)
+        .ignore()
+        .query_async(&mut app.redis.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        second.acquire().await.unwrap(),
+        Some(token),
+        "the same number"
+    );
+    assert!(!first.round(token).await.unwrap().fenced, "first to write");
+    let report = second.round(token).await.unwrap();
+    assert!(report.fenced, "same token, other owner: {report:?}");
+    // It let go, and comes back above MySQL's token; the first holder is then refused,
+    // from the new holder's first round on, with nothing to expire.
+    let next = second.acquire().await.unwrap().expect("let go, so free");
+    assert!(next > token, "{next} <= {token}");
+    assert!(!second.round(next).await.unwrap().fenced);
+    assert!(first.round(token).await.unwrap().fenced);
 }
