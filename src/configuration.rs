@@ -56,8 +56,60 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisSettings {
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`redis://host:port` each); when any is set, every
+    /// part talks to the cluster and `url` is ignored. A TOML list, or one string with
+    /// commas (as the environment gives it:
+    /// `SECKILL__REDIS__CLUSTER_NODES=redis://127.0.0.1:7101,redis://127.0.0.1:7102`).
+    #[serde(deserialize_with = "comma_list")]
+    pub cluster_nodes: Vec<String>,
     /// Every key the service writes starts with this prefix.
     pub key_prefix: String,
+}
+
+impl RedisSettings {
+    /// Where the service's Redis is, as it may be logged (no password).
+    pub fn shown(&self) -> String {
+        if self.cluster_nodes.is_empty() {
+            without_password(&self.url)
+        } else {
+            let nodes: Vec<String> = self
+                .cluster_nodes
+                .iter()
+                .map(|u| without_password(u))
+                .collect();
+            format!("cluster {}", nodes.join(","))
+        }
+    }
+}
+
+/// A URL with its password, if any, replaced by `***`.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A list given either as a list or as one comma-separated string (empty parts dropped).
+fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod payment;
 pub mod provider;
 pub mod recovery;
+pub mod redis_conn;
 pub mod routes;
 pub mod snowflake;
 pub mod startup;

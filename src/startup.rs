@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +24,7 @@ use crate::configuration::Settings;
 use crate::gate::{Gate, KeySpace};
 use crate::lifecycle::Sweeper;
 use crate::payment::ProviderClient;
+use crate::redis_conn::RedisClient;
 use crate::routes::RateLimits;
 use crate::snowflake::{IdGenerator, InstanceLease, LeaseFence};
 use crate::writer::Writer;
@@ -33,7 +33,7 @@ use crate::{error, routes, store, telemetry};
 /// Connections and shared state of one process.
 pub struct Resources {
     pub settings: Settings,
-    pub redis: redis::Client,
+    pub redis: RedisClient,
     pub gate: Gate,
     pub db: DatabaseConnection,
 }
@@ -46,14 +46,12 @@ impl Resources {
     /// process gives up, instead of failing at once and relying on a restart loop.
     pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
         let wait = Duration::from_secs(settings.server.connect_wait_secs);
-        let redis = redis::Client::open(settings.redis.url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(2);
-        let conn = retry(&format!("redis at {}", settings.redis.url), wait, || {
-            ConnectionManager::new_with_config(redis.clone(), config.clone())
-        })
+        let redis = RedisClient::open(&settings.redis)?;
+        let conn = retry(
+            &format!("redis at {}", settings.redis.shown()),
+            wait,
+            || redis.shared(),
+        )
         .await?;
         retry(&format!("mysql at {}", settings.database.url), wait, || {
             store::migrate(&settings.database)
@@ -172,7 +170,7 @@ impl Application {
             None
         };
         tokio::spawn(resources.gate.sold_out_cache().run_invalidator(
-            resources.redis.clone(),
+            resources.redis.pubsub_clients(&settings.redis)?,
             resources.gate.keys().seeded_channel(),
             shutdown.clone(),
         ));

@@ -105,11 +105,15 @@ impl Gate {
         if ids.is_empty() {
             return Ok(None);
         }
-        let mut pipe = redis::pipe();
-        for &id in &ids {
-            pipe.hget(self.keys.activity(ActivityId::new(id)).buyers, user.get());
-        }
-        let records: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        // One command per activity, sent together: on a cluster each activity's buyers
+        // live in a slot of their own, and one pipeline goes to one node.
+        let records: Vec<Option<String>> =
+            futures_util::future::try_join_all(ids.iter().map(|&id| {
+                let mut conn = conn.clone();
+                let buyers = self.keys.activity(ActivityId::new(id)).buyers;
+                async move { conn.hget(buyers, user.get()).await }
+            }))
+            .await?;
         Ok(ids.into_iter().zip(records).find_map(|(id, raw)| {
             let record = OrderRecord::parse(raw.as_deref()?)?;
             (record.order_id == order_id).then_some((ActivityId::new(id), record))

@@ -34,7 +34,7 @@ pub use stream::WRITER_GROUP;
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use redis::Script;
 
 use crate::domain::{ActivityId, Quantity, UserId};
@@ -166,7 +166,7 @@ impl GateOutcome {
 /// connection (concurrent requests are pipelined on it).
 #[derive(Clone)]
 pub struct Gate {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: KeySpace,
     purchase: Script,
     seed: Script,
@@ -222,7 +222,7 @@ fn script(name: &str) -> Script {
 
 impl Gate {
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConn,
         keys: KeySpace,
         idempotency_ttl_secs: u64,
         max_backlog: u64,
@@ -254,7 +254,7 @@ impl Gate {
     }
 
     /// A handle on the shared connection, for other Redis work of the request path.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 

@@ -103,7 +103,7 @@ impl SoldOutCache {
     /// load is already running. Returns at once.
     pub fn load_in_background(
         self: &Arc<Self>,
-        conn: redis::aio::ConnectionManager,
+        conn: crate::redis_conn::RedisConn,
         activity: ActivityId,
         keys: ActivityKeys,
     ) {
@@ -171,11 +171,19 @@ impl SoldOutCache {
     /// Listens for re-seed notifications until `shutdown`; reconnects with a pause.
     pub async fn run_invalidator(
         self: Arc<Self>,
-        client: redis::Client,
+        clients: Vec<redis::Client>,
         channel: String,
         shutdown: CancellationToken,
     ) {
+        // One client per node of a cluster (any node will do: classic pub/sub reaches every
+        // node), tried in turn when one fails.
+        let mut turn = 0usize;
         while !shutdown.is_cancelled() {
+            let Some(client) = clients.get(turn % clients.len().max(1)) else {
+                tracing::error!("sold-out invalidator has no Redis to subscribe to");
+                return;
+            };
+            turn = turn.wrapping_add(1);
             match client.get_async_pubsub().await {
                 Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
                     Ok(()) => {
@@ -220,7 +228,7 @@ type ViewRead = (
 
 /// Reads meta, stock and buyers in one transaction; `None` unless the stock is exhausted.
 async fn read_view(
-    mut conn: redis::aio::ConnectionManager,
+    mut conn: crate::redis_conn::RedisConn,
     keys: &ActivityKeys,
 ) -> redis::RedisResult<Option<View>> {
     let len: usize = redis::cmd("HLEN")

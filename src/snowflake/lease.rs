@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use redis::AsyncCommands;
 use tokio::time::Instant;
 
@@ -185,7 +185,7 @@ const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
 /// A lease on an instance id, renewed in the background until released or dropped.
 pub struct InstanceLease {
     task: tokio::task::JoinHandle<()>,
-    conn: ConnectionManager,
+    conn: RedisConn,
     key: String,
     holder: String,
     fence: LeaseFence,
@@ -195,7 +195,7 @@ impl InstanceLease {
     /// Takes the lease: at once if it is free or its holder provably dead, after the
     /// holder's TTL if the holder cannot be checked; fails if a live process holds it.
     pub async fn acquire(
-        mut conn: ConnectionManager,
+        mut conn: RedisConn,
         key: String,
         instance: u16,
     ) -> Result<Self, LeaseError> {
@@ -278,7 +278,7 @@ impl InstanceLease {
 /// Renews the lease every [`RENEW_EVERY`] and moves the fence; stops for good when another
 /// process holds the key.
 async fn renew(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     key: String,
     holder: String,
     take: redis::SetOptions,

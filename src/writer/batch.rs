@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use crate::redis_conn::RedisConn;
 use redis::streams::StreamId;
 use sea_orm::{DatabaseConnection, DbErr};
 
@@ -70,7 +70,7 @@ pub(super) struct Batch {
     pub entries: Vec<StreamId>,
     pub db: DatabaseConnection,
     /// A connection that never blocks (the reading one waits in `XREADGROUP … BLOCK`).
-    pub conn: MultiplexedConnection,
+    pub conn: RedisConn,
     pub attempts: Arc<Attempts>,
     /// Price and payment window of the activities this writer stores.
     pub terms: Arc<TermsCache>,

@@ -40,7 +40,7 @@ pub use terms::{Terms, TermsCache};
 
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use crate::redis_conn::{RedisClient, RedisConn};
 use redis::streams::{
     StreamAutoClaimReply, StreamClaimReply, StreamInfoConsumersReply, StreamPendingCountReply,
     StreamReadReply,
@@ -76,10 +76,10 @@ struct Source {
 
 /// The writer of one process.
 pub struct Writer {
-    client: redis::Client,
+    client: RedisClient,
     /// Reads (blocking); acks and dead letters go through `ack_conn`.
-    conn: MultiplexedConnection,
-    ack_conn: MultiplexedConnection,
+    conn: RedisConn,
+    ack_conn: RedisConn,
     db: DatabaseConnection,
     keys: KeySpace,
     consumer: String,
@@ -101,13 +101,13 @@ pub struct Writer {
 impl Writer {
     /// Opens the writer's own Redis connection (no response timeout: it blocks on reads).
     pub async fn new(
-        client: &redis::Client,
+        client: &RedisClient,
         db: DatabaseConnection,
         keys: KeySpace,
         settings: WriterSettings,
     ) -> Result<Self, redis::RedisError> {
-        let conn = connect(client).await?;
-        let ack_conn = connect(client).await?;
+        let conn = client.dedicated().await?;
+        let ack_conn = client.dedicated().await?;
         let permits = settings.max_in_flight.max(1);
         let consumer = format!(
             "writer-{}-{}",
@@ -278,7 +278,7 @@ impl Writer {
     /// A multiplexed connection does not come back by itself once its socket is gone: open
     /// new ones (a failure here is retried on the next error).
     async fn reconnect(&mut self) {
-        match (connect(&self.client).await, connect(&self.client).await) {
+        match (self.client.dedicated().await, self.client.dedicated().await) {
             (Ok(read), Ok(ack)) => {
                 self.conn = read;
                 self.ack_conn = ack;
@@ -344,6 +344,32 @@ impl Writer {
     /// Reads up to a batch from every stream: new entries, or after a failure our own
     /// pending ones (id `0`) until none are left.
     async fn read(&mut self) -> anyhow::Result<Vec<Batch>> {
+        let reply = if self.client.is_cluster() {
+            self.read_each().await?
+        } else {
+            self.read_all().await?
+        };
+        let mut batches = Vec::new();
+        for stream in reply {
+            if let Some(idx) = self
+                .sources
+                .iter()
+                .position(|s| s.keys.stream == stream.key)
+            {
+                if !stream.ids.is_empty() {
+                    batches.push(self.batch(idx, stream.ids));
+                }
+            }
+        }
+        if self.reread_own && batches.is_empty() {
+            // Our own pending list is empty: go back to reading new entries.
+            self.reread_own = false;
+        }
+        Ok(batches)
+    }
+
+    /// On one Redis: one `XREADGROUP` over every stream, blocking up to `block_ms`.
+    async fn read_all(&mut self) -> anyhow::Result<Vec<redis::streams::StreamKey>> {
         let start = if self.reread_own { "0" } else { ">" };
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
@@ -361,34 +387,53 @@ impl Writer {
         for _ in &self.sources {
             cmd.arg(start);
         }
-        let reply: Option<StreamReadReply> = match cmd.query_async(&mut self.conn).await {
-            Ok(r) => r,
-            Err(e) => {
-                if e.code() == Some("NOGROUP") {
-                    // Redis lost the group (restart without persistence): recreate it.
-                    self.last_refresh = None;
-                    self.sources.clear();
-                }
-                return Err(e.into());
-            }
-        };
-        let mut batches = Vec::new();
-        for stream in reply.map(|r| r.keys).unwrap_or_default() {
-            if let Some(idx) = self
-                .sources
-                .iter()
-                .position(|s| s.keys.stream == stream.key)
-            {
-                if !stream.ids.is_empty() {
-                    batches.push(self.batch(idx, stream.ids));
-                }
-            }
+        let read = cmd.query_async(&mut self.conn).await;
+        let reply: Option<StreamReadReply> = self.lost_group(read)?;
+        Ok(reply.map(|r| r.keys).unwrap_or_default())
+    }
+
+    /// On a cluster each activity's stream lives in a slot of its own, and one command may
+    /// not span slots: one `XREADGROUP` per stream, none blocking; when none had anything,
+    /// a pause of `block_ms` stands in for the blocking read.
+    async fn read_each(&mut self) -> anyhow::Result<Vec<redis::streams::StreamKey>> {
+        let start = if self.reread_own { "0" } else { ">" };
+        let mut found = Vec::new();
+        for i in 0..self.sources.len() {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(WRITER_GROUP)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(self.settings.batch_size)
+                .arg("STREAMS")
+                .arg(&self.sources[i].keys.stream)
+                .arg(start);
+            let read = cmd.query_async(&mut self.conn).await;
+            let reply: Option<StreamReadReply> = self.lost_group(read)?;
+            found.extend(
+                reply
+                    .map(|r| r.keys)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|k| !k.ids.is_empty()),
+            );
         }
-        if self.reread_own && batches.is_empty() {
-            // Our own pending list is empty: go back to reading new entries.
-            self.reread_own = false;
+        if found.is_empty() && !self.reread_own && !self.draining {
+            tokio::time::sleep(Duration::from_millis(self.settings.block_ms)).await;
         }
-        Ok(batches)
+        Ok(found)
+    }
+
+    /// A read's result; Redis having lost the group (restart without persistence) makes
+    /// the next round recreate it.
+    fn lost_group<T>(&mut self, result: redis::RedisResult<T>) -> anyhow::Result<T> {
+        result.map_err(|e| {
+            if e.code() == Some("NOGROUP") {
+                self.last_refresh = None;
+                self.sources.clear();
+            }
+            e.into()
+        })
     }
 
     /// Claims entries left pending by dead consumers for longer than `claim_idle_ms`.
@@ -493,19 +538,9 @@ impl Writer {
     }
 }
 
-/// The writer's own connection: no response timeout, since `XREADGROUP … BLOCK` waits.
-async fn connect(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(None)
-        .set_connection_timeout(Some(Duration::from_secs(5)));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-}
-
 /// Writes the heartbeat with a TTL of three periods.
 async fn send_heartbeat(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConn,
     key: &str,
     period: Duration,
 ) -> redis::RedisResult<()> {
@@ -516,7 +551,7 @@ async fn send_heartbeat(
 /// Renews the heartbeat every period until `stop`, on a connection of its own (reopened
 /// after an error: a multiplexed connection does not come back by itself).
 async fn run_heartbeat(
-    client: redis::Client,
+    client: RedisClient,
     key: String,
     period: Duration,
     stop: CancellationToken,
@@ -529,7 +564,7 @@ async fn run_heartbeat(
             _ = tick.tick() => {}
         }
         if conn.is_none() {
-            conn = connect(&client).await.ok();
+            conn = client.dedicated().await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
         if let Err(e) = send_heartbeat(c, &key, period).await {
@@ -540,7 +575,7 @@ async fn run_heartbeat(
 }
 
 /// Creates the consumer group at the start of the stream unless it exists.
-async fn ensure_group(conn: &mut MultiplexedConnection, stream: &str) -> redis::RedisResult<()> {
+async fn ensure_group(conn: &mut RedisConn, stream: &str) -> redis::RedisResult<()> {
     let created: redis::RedisResult<()> =
         conn.xgroup_create_mkstream(stream, WRITER_GROUP, "0").await;
     match created {

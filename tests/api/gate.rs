@@ -7,10 +7,11 @@ use seckill::gate::{
     ActivityKeys, Gate, GateOutcome, KeySpace, PurchaseAttempt, SeedOutcome, SeedSpec,
 };
 use seckill::idempotency::IdempotencyKey;
+use seckill::redis_conn::{RedisClient, RedisConn};
 
 struct Fixture {
     gate: Gate,
-    conn: redis::aio::ConnectionManager,
+    conn: RedisConn,
     activity: ActivityId,
     next_order: u64,
     _data: crate::test_data::TestData,
@@ -19,12 +20,12 @@ struct Fixture {
 async fn fixture(stock: i64, limit: i64, starts_in_ms: i64, ends_in_ms: i64) -> Fixture {
     let settings = crate::helpers::test_settings();
     let data = crate::test_data::TestData::of(&settings);
-    let client = redis::Client::open(settings.redis.url.as_str()).unwrap();
-    let conn = client.get_connection_manager().await.unwrap();
-    let keys = KeySpace::new(settings.redis.key_prefix);
+    let client = RedisClient::open(&settings.redis).unwrap();
+    let conn = client.shared().await.unwrap();
+    let keys = KeySpace::new(settings.redis.key_prefix.clone());
     let gate = Gate::new(conn.clone(), keys.clone(), 60, 0);
     tokio::spawn(gate.sold_out_cache().run_invalidator(
-        client,
+        client.pubsub_clients(&settings.redis).unwrap(),
         keys.seeded_channel(),
         tokio_util::sync::CancellationToken::new(),
     ));

@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
+
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use seckill::redis_conn::{RedisClient, RedisConn};
 use serde_json::{json, Value};
 
 use seckill::auth::mint_token;
@@ -27,7 +28,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub settings: Settings,
     pub db: DatabaseConnection,
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     pub prefix: String,
     /// The application built by [`spawn_app_with`], stopped first when the test ends.
     running: Option<RunningApp>,
@@ -158,9 +159,9 @@ impl TestApp {
         let db = seckill::store::connect(&settings.database)
             .await
             .expect("db");
-        let redis = redis::Client::open(settings.redis.url.as_str())
-            .unwrap()
-            .get_connection_manager()
+        let redis = RedisClient::open(&settings.redis)
+            .expect("redis settings")
+            .shared()
             .await
             .expect("redis");
         TestApp {
