@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use redis::AsyncCommands;
+
 use super::{Gate, OrderRecord};
 use crate::domain::{ActivityId, Quantity, UserId};
 use crate::idempotency::{self, IdempotencyKey};
@@ -97,12 +99,14 @@ impl Gate {
     /// until [`Gate::seed_rebuilt`] re-opens it. The invalidation drops every instance's
     /// sold-out view, so none answers `sold_out` from the state being replaced.
     pub async fn pause(&self, activity: ActivityId) -> Result<(), redis::RedisError> {
-        redis::pipe()
+        // Two commands, not one pipeline: the channel is no key of the activity's slot, and
+        // a cluster sends one pipeline to one slot.
+        let mut conn = self.conn.clone();
+        let _: () = conn
             .hset(self.keys.activity(activity).meta, "paused", 1)
-            .ignore()
-            .publish(self.keys.seeded_channel(), activity.get())
-            .ignore()
-            .query_async(&mut self.conn.clone())
+            .await?;
+        self.sold_out.invalidate(activity);
+        conn.publish(self.keys.seeded_channel(), activity.get())
             .await
     }
 }

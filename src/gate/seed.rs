@@ -111,6 +111,9 @@ impl Gate {
             .arg(spec.payment_window_secs)
             .invoke_async(&mut conn)
             .await?;
+        // This process's view goes at once; the others' when the script's PUBLISH reaches
+        // them (on a cluster it travels the cluster bus first).
+        self.sold_out.invalidate(spec.id);
         let number = reply.get(1).and_then(|s| s.parse::<i64>().ok());
         let outcome = match (reply.first().map(String::as_str), number) {
             (Some("ok"), Some(remaining)) => SeedOutcome::Seeded { remaining },

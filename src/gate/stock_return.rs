@@ -48,6 +48,9 @@ impl Gate {
             .arg(activity.get())
             .invoke_async(&mut self.conn.clone())
             .await?;
+        // This process's view goes at once; the others' when the script's PUBLISH reaches
+        // them (on a cluster it travels the cluster bus first).
+        self.sold_out.invalidate(activity);
         let outcome = match (reply.first().map(String::as_str), reply.get(1)) {
             (Some("returned"), Some(left)) => left
                 .parse()

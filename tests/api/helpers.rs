@@ -331,6 +331,10 @@ impl TestApp {
             .args(args)
             .env("SECKILL__DATABASE__URL", &self.settings.database.url)
             .env("SECKILL__REDIS__URL", &self.settings.redis.url)
+            .env(
+                "SECKILL__REDIS__CLUSTER_NODES",
+                self.settings.redis.cluster_nodes.join(","),
+            )
             .env("SECKILL__REDIS__KEY_PREFIX", &self.prefix)
             .env("RUST_LOG", "warn")
             .output()

@@ -77,6 +77,10 @@ impl Service {
             ("SECKILL__DATABASE__MAX_CONNECTIONS", "8".to_owned()),
             ("SECKILL__REDIS__URL", settings.redis.url.clone()),
             (
+                "SECKILL__REDIS__CLUSTER_NODES",
+                settings.redis.cluster_nodes.join(","),
+            ),
+            (
                 "SECKILL__REDIS__KEY_PREFIX",
                 settings.redis.key_prefix.clone(),
             ),
