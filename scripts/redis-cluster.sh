@@ -14,6 +14,8 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 deps=${SECKILL_DEPS_DIR:-$root/.deps}
+mkdir -p "$deps"
+deps=$(cd "$deps" && pwd)   # absolute: redis-server changes to its --dir before opening files
 dir=$deps/cluster
 first=${SECKILL_CLUSTER_PORT:-7101}
 ports=()
