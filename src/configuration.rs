@@ -64,6 +64,13 @@ pub struct RedisSettings {
     pub cluster_nodes: Vec<String>,
     /// Every key the service writes starts with this prefix.
     pub key_prefix: String,
+    /// Replicas that must have an accepted purchase before it is answered `201` (`WAIT`);
+    /// 0: answer as soon as the master has it (Redis replicates asynchronously, so a
+    /// failover may lose it).
+    pub replica_acks: u32,
+    /// How long a purchase waits for those replicas; past it the buyer gets `503` and a
+    /// retry with the same key gets the true answer.
+    pub replica_ack_timeout_ms: u64,
 }
 
 impl RedisSettings {

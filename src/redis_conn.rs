@@ -114,6 +114,39 @@ impl RedisClient {
     }
 }
 
+impl RedisConn {
+    /// `WAIT replicas timeout_ms` on the node that holds `key`'s slot: how many replicas
+    /// have received every write this connection sent to that node before now. On one
+    /// server the connection is multiplexed, so the count covers every request that went
+    /// through it before, those of other buyers included; on a cluster, the same for the
+    /// connection to that key's master.
+    pub async fn wait_replicas(
+        &mut self,
+        key: &str,
+        replicas: u32,
+        timeout_ms: u64,
+    ) -> RedisResult<u32> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(timeout_ms);
+        match self {
+            Self::Cluster(c) => {
+                use redis::cluster_routing::{
+                    Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
+                };
+                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+                let reply = c
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(reply)?)
+            }
+            other => cmd.query_async(other).await,
+        }
+    }
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

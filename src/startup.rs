@@ -63,6 +63,10 @@ impl Resources {
             KeySpace::new(settings.redis.key_prefix.clone()),
             settings.idempotency.ttl_secs,
             settings.writer.max_backlog,
+        )
+        .with_replica_acks(
+            settings.redis.replica_acks,
+            settings.redis.replica_ack_timeout_ms,
         );
         Ok(Self {
             settings,

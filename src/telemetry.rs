@@ -77,6 +77,11 @@ fn describe_metrics() {
         "Purchases answered from the local sold-out view, without Redis"
     );
     metrics::counter!("seckill_gate_local_answers_total").absolute(0);
+    describe_counter!(
+        "seckill_replica_ack_timeouts_total",
+        "Purchases answered 503 because fewer than redis.replica_acks replicas confirmed them in time"
+    );
+    metrics::counter!("seckill_replica_ack_timeouts_total").absolute(0);
     describe_gauge!(
         "seckill_stock_remaining",
         "Units left per activity, as last seen by the gate"

@@ -82,6 +82,13 @@ pub enum GateOutcome {
     /// The activity's stream holds `writer.max_backlog` entries not yet in MySQL: the sale
     /// pauses (503) until the writer catches up.
     BacklogFull,
+    /// Accepted (or a replay of an acceptance), but fewer than `redis.replica_acks`
+    /// replicas confirmed it within `redis.replica_ack_timeout_ms` (`reached` did): not
+    /// answered as accepted, since a failover now could lose it. A retry with the same key
+    /// gets the true answer.
+    NotReplicated {
+        reached: u32,
+    },
 }
 
 /// Redis answered something the script never returns (a version mismatch or corruption).
@@ -130,7 +137,7 @@ impl GateOutcome {
 
     /// A short label for metrics and logs.
     /// Every value [`GateOutcome::label`] can take (the metrics start each at 0).
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 12] = [
         "accepted",
         "replay",
         "idempotency_key_reused",
@@ -142,6 +149,7 @@ impl GateOutcome {
         "not_seeded",
         "sold_out",
         "backlog_full",
+        "not_replicated",
     ];
 
     /// The `outcome` label of `seckill_purchase_total`.
@@ -158,6 +166,7 @@ impl GateOutcome {
             Self::NotSeeded => "not_seeded",
             Self::SoldOut { .. } => "sold_out",
             Self::BacklogFull => "backlog_full",
+            Self::NotReplicated { .. } => "not_replicated",
         }
     }
 }
@@ -179,6 +188,8 @@ pub struct Gate {
     /// `writer.max_backlog`: entries a stream may hold before the gate refuses (0: no bound).
     max_backlog: u64,
     sold_out: Arc<SoldOutCache>,
+    /// `redis.replica_acks` and `redis.replica_ack_timeout_ms`.
+    replica_acks: (u32, u64),
 }
 
 /// Every script of the gate by name (its file in `lua/`), compiled into the binary.
@@ -240,7 +251,15 @@ impl Gate {
             idempotency_ttl_secs,
             max_backlog,
             sold_out: SoldOutCache::new(),
+            replica_acks: (0, 0),
         }
+    }
+
+    /// Answers a purchase only once `replicas` replicas have it (`WAIT`, up to
+    /// `timeout_ms`), else [`GateOutcome::NotReplicated`].
+    pub fn with_replica_acks(mut self, replicas: u32, timeout_ms: u64) -> Self {
+        self.replica_acks = (replicas, timeout_ms);
+        self
     }
 
     /// The local sold-out views; [`SoldOutCache::run_invalidator`] must run for them to be
@@ -288,7 +307,25 @@ impl Gate {
             .arg(self.max_backlog)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let outcome = GateOutcome::parse(reply)?;
+        let mut outcome = GateOutcome::parse(reply)?;
+        let (replicas, timeout_ms) = self.replica_acks;
+        if replicas > 0
+            && matches!(
+                outcome,
+                GateOutcome::Accepted { .. } | GateOutcome::Replay(_)
+            )
+        {
+            // A replay too: its first answer may have been this very timeout.
+            let reached = self
+                .conn
+                .clone()
+                .wait_replicas(&k.stock, replicas, timeout_ms)
+                .await?;
+            if reached < replicas {
+                metrics::counter!("seckill_replica_ack_timeouts_total").increment(1);
+                outcome = GateOutcome::NotReplicated { reached };
+            }
+        }
         // Only Redis' answers carry news about the stock; a local answer would repeat 0.
         if let GateOutcome::Accepted { remaining, .. } | GateOutcome::SoldOut { remaining } =
             outcome

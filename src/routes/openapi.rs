@@ -244,7 +244,9 @@ problem_responses! {
     /// `503` of every route that reads Redis or MySQL.
     Unavailable => "`unavailable` — Redis or MySQL is unreachable or timed out, the activity's \
         sale state is not loaded in Redis or is being rebuilt, too many orders wait for MySQL \
-        (`writer.max_backlog`), or the id clock went backwards; retry after `Retry-After`.",
+        (`writer.max_backlog`), an accepted purchase did not reach `redis.replica_acks` replicas \
+        in time (retry with the same key), or the id clock went backwards; retry after \
+        `Retry-After`.",
         [RETRY_AFTER];
 }
 

@@ -141,6 +141,12 @@ pub async fn purchase(
                 "orders are waiting to be written to the database; the sale resumes when they are"
                     .into(),
             )),
+            GateOutcome::NotReplicated { reached } => {
+                return Err(ApiError::Unavailable(format!(
+                    "the purchase reached {reached} Redis replica(s) in time, fewer than required; \
+                     retry with the same Idempotency-Key for its answer"
+                )))
+            }
         };
     Ok(accepted_response(activity, user.get(), &order, next))
 }

@@ -19,6 +19,7 @@ mod protocol;
 mod provider;
 mod purchase;
 mod rate_limit;
+mod replication;
 mod restart;
 mod service;
 mod sweeper;

@@ -1,0 +1,78 @@
+//! `redis.replica_acks`: a purchase is answered `201` only once that many replicas have it
+//! (`WAIT`); otherwise `503`, and a retry with the same key asks again. On the single test
+//! Redis (no replica) every accept times out; on the suite's local cluster (one replica per
+//! master, scripts/redis-cluster.sh) every accept is confirmed.
+
+use redis::AsyncCommands;
+use serde_json::Value;
+
+use crate::helpers::{problem, spawn_app_with, TestApp};
+
+/// Replicas of the master that holds the test's keys.
+async fn replicas(app: &TestApp) -> u32 {
+    if !app.settings.redis.cluster_nodes.is_empty() {
+        return 1; // every master of scripts/redis-cluster.sh has one replica
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut app.redis.clone())
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn with_replica_acks_an_accept_is_answered_only_once_a_replica_has_it() {
+    let app = spawn_app_with(|s| {
+        s.redis.replica_acks = 1;
+        s.redis.replica_ack_timeout_ms = 200;
+    })
+    .await;
+    let activity = app.create_activity(5, 1).await;
+    let first = app.purchase(activity, 1, "k", None).await;
+    if replicas(&app).await >= 1 {
+        assert_eq!(first.status(), 201);
+        let body: Value = first.json().await.unwrap();
+        let replay = app.purchase(activity, 1, "k", None).await;
+        assert_eq!(replay.status(), 201);
+        assert_eq!(
+            replay.json::<Value>().await.unwrap()["order_id"],
+            body["order_id"]
+        );
+    } else {
+        let (status, code, body) = problem(first).await;
+        assert_eq!((status, code.as_str()), (503, "unavailable"), "{body}");
+        assert!(
+            body["detail"].as_str().unwrap_or("").contains("replica"),
+            "{body}"
+        );
+        // The master has it (the sale counts it), and the retry with the same key finds
+        // it, and waits for the replicas again.
+        let buyers: i64 = app
+            .redis
+            .clone()
+            .hlen(app.keys(activity).buyers)
+            .await
+            .unwrap();
+        assert_eq!(buyers, 1);
+        let (status, _, _) = problem(app.purchase(activity, 1, "k", None).await).await;
+        assert_eq!(status, 503);
+        let metrics = app.metrics().await;
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("seckill_replica_ack_timeouts_total") && !l.ends_with(" 0")),
+            "{metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_replica_acks_nothing_waits_for_replicas() {
+    let app = spawn_app_with(|s| s.redis.replica_acks = 0).await;
+    let activity = app.create_activity(5, 1).await;
+    assert_eq!(app.purchase(activity, 1, "k", None).await.status(), 201);
+}
