@@ -11,7 +11,7 @@ source scripts/checks/common.sh
 # Six node ports and their cluster-bus ports (+10000) must all be free.
 base=
 for _ in $(seq 1 50); do
-  candidate=$(( 20000 + RANDOM % 20000 ))
+  candidate=$(( 10000 + RANDOM % 9990 ))   # node and bus (+10000) ports below the ephemeral range
   ok=1
   for i in 0 1 2 3 4 5; do
     port_free 127.0.0.1 $((candidate + i)) && port_free 127.0.0.1 $((candidate + i + 10000)) || ok=0
