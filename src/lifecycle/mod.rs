@@ -36,7 +36,7 @@ pub use payments::{
 };
 pub use stock_return::finish_close;
 pub use sweeper::Sweeper;
-pub use transitions::{cancel, expire, time_left, Refusal, TransitionError};
+pub use transitions::{cancel, closed_refusal, expire, time_left, Refusal, TransitionError};
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 

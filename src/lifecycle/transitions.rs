@@ -61,6 +61,11 @@ pub(super) async fn lock_order(
         .await
 }
 
+/// Why an order can no longer be paid or cancelled: `None` while it is `created`.
+pub fn closed_refusal(row: &order::Model) -> Option<Refusal> {
+    (row.status != order::STATUS_CREATED).then(|| refusal_for(row))
+}
+
 /// The refusal for an order that is not `created` (and not in the target state).
 pub(super) fn refusal_for(row: &order::Model) -> Refusal {
     if row.status == order::STATUS_PAID {

@@ -20,8 +20,7 @@ use crate::error::ApiError;
 use crate::gate::{Gate, PaymentToken, TokenState};
 use crate::idempotency::IdempotencyKey;
 use crate::lifecycle::{
-    self, CallbackError, CallbackRefusal, PaymentRecorded, Refusal, TransitionError,
-    VerifiedCallback,
+    self, CallbackError, CallbackRefusal, PaymentRecorded, TransitionError, VerifiedCallback,
 };
 use crate::payment::signature;
 use crate::payment::wire::Callback;
@@ -112,13 +111,9 @@ async fn payable(
         .ok_or_else(|| ApiError::OrderClosed(order::STATUS_EXPIRED.into()))
 }
 
-/// The refusal for an order that is no longer `created`.
+/// The refusal for an order that is no longer `created` (`order_paid`, `order_closed`).
 fn not_payable(row: &order::Model) -> Option<ApiError> {
-    match row.status.as_str() {
-        order::STATUS_CREATED => None,
-        order::STATUS_PAID => Some(ApiError::OrderPaid),
-        other => Some(ApiError::OrderClosed(other.to_owned())),
-    }
+    lifecycle::closed_refusal(row).map(|r| TransitionError::Refused(r).into())
 }
 
 /// `payment_token_used`, naming the payment the token was consumed for, unless that payment
@@ -259,15 +254,12 @@ pub async fn pay(
             Ok(accepted(&p, false))
         }
         Ok(PaymentRecorded::Replay(p)) => Ok(accepted(&p, true)),
-        Err(TransitionError::Refused(refusal)) => {
+        Err(refused @ TransitionError::Refused(_)) => {
             if consumed_here {
                 gate.forget_payment_token_use(activity, order_id, &token)
                     .await?;
             }
-            Err(match refusal {
-                Refusal::NotFound => ApiError::OrderNotFound,
-                other => TransitionError::Refused(other).into(),
-            })
+            Err(refused.into())
         }
         Err(e) => Err(e.into()),
     }

@@ -368,8 +368,39 @@ impl Writer {
         Ok(batches)
     }
 
+    /// Whether a read that finds nothing may wait for new entries (not while re-reading
+    /// our own pending ones, nor while draining at a stop).
+    fn may_wait(&self) -> bool {
+        !self.reread_own && !self.draining
+    }
+
     /// On one Redis: one `XREADGROUP` over every stream, blocking up to `block_ms`.
     async fn read_all(&mut self) -> anyhow::Result<Vec<redis::streams::StreamKey>> {
+        self.read_streams(0..self.sources.len(), self.may_wait())
+            .await
+    }
+
+    /// On a cluster each activity's stream lives in a slot of its own, and one command may
+    /// not span slots: one `XREADGROUP` per stream, none blocking; when none had anything,
+    /// a pause of `block_ms` stands in for the blocking read.
+    async fn read_each(&mut self) -> anyhow::Result<Vec<redis::streams::StreamKey>> {
+        let mut found = Vec::new();
+        for i in 0..self.sources.len() {
+            found.extend(self.read_streams(i..i + 1, false).await?);
+        }
+        if found.iter().all(|k| k.ids.is_empty()) && self.may_wait() {
+            tokio::time::sleep(Duration::from_millis(self.settings.block_ms)).await;
+        }
+        Ok(found)
+    }
+
+    /// One `XREADGROUP` of the streams of `sources[range]`: new entries, or our own pending
+    /// ones (id `0`) while re-reading them; `block`: wait up to `block_ms` for some.
+    async fn read_streams(
+        &mut self,
+        range: std::ops::Range<usize>,
+        block: bool,
+    ) -> anyhow::Result<Vec<redis::streams::StreamKey>> {
         let start = if self.reread_own { "0" } else { ">" };
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
@@ -377,51 +408,19 @@ impl Writer {
             .arg(&self.consumer)
             .arg("COUNT")
             .arg(self.settings.batch_size);
-        if !self.reread_own && !self.draining {
+        if block {
             cmd.arg("BLOCK").arg(self.settings.block_ms);
         }
         cmd.arg("STREAMS");
-        for s in &self.sources {
+        for s in &self.sources[range.clone()] {
             cmd.arg(&s.keys.stream);
         }
-        for _ in &self.sources {
+        for _ in range {
             cmd.arg(start);
         }
         let read = cmd.query_async(&mut self.conn).await;
         let reply: Option<StreamReadReply> = self.lost_group(read)?;
         Ok(reply.map(|r| r.keys).unwrap_or_default())
-    }
-
-    /// On a cluster each activity's stream lives in a slot of its own, and one command may
-    /// not span slots: one `XREADGROUP` per stream, none blocking; when none had anything,
-    /// a pause of `block_ms` stands in for the blocking read.
-    async fn read_each(&mut self) -> anyhow::Result<Vec<redis::streams::StreamKey>> {
-        let start = if self.reread_own { "0" } else { ">" };
-        let mut found = Vec::new();
-        for i in 0..self.sources.len() {
-            let mut cmd = redis::cmd("XREADGROUP");
-            cmd.arg("GROUP")
-                .arg(WRITER_GROUP)
-                .arg(&self.consumer)
-                .arg("COUNT")
-                .arg(self.settings.batch_size)
-                .arg("STREAMS")
-                .arg(&self.sources[i].keys.stream)
-                .arg(start);
-            let read = cmd.query_async(&mut self.conn).await;
-            let reply: Option<StreamReadReply> = self.lost_group(read)?;
-            found.extend(
-                reply
-                    .map(|r| r.keys)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|k| !k.ids.is_empty()),
-            );
-        }
-        if found.is_empty() && !self.reread_own && !self.draining {
-            tokio::time::sleep(Duration::from_millis(self.settings.block_ms)).await;
-        }
-        Ok(found)
     }
 
     /// A read's result; Redis having lost the group (restart without persistence) makes
