@@ -7,6 +7,10 @@
 #                                      setting that points the service at it
 #   scripts/redis-cluster.sh stop      stop the nodes this script started; idempotent
 #   scripts/redis-cluster.sh status    the nodes and their roles
+#   scripts/redis-cluster.sh seeds     the nodes' URLs, comma-separated (for
+#                                      SECKILL__REDIS__CLUSTER_NODES)
+#   scripts/redis-cluster.sh free-port a first port for SECKILL_CLUSTER_PORT whose six node
+#                                      ports and cluster-bus ports (+10000) are all free
 #
 # Ports: SECKILL_CLUSTER_PORT (default 7101) and the next five. Each node writes an AOF
 # (appendfsync everysec), as deps.sh's single Redis does.
@@ -93,6 +97,21 @@ stop() {
   say "stopped $stopped node(s)"
 }
 
+# Below the ephemeral range (32768 up), so a client socket cannot take a bus port between
+# this check and the start.
+free_port() {
+  local candidate i ok
+  for _ in $(seq 1 50); do
+    candidate=$(( 10000 + RANDOM % 9990 )) ok=1
+    for i in 0 1 2 3 4 5; do
+      answers $((candidate + i)) && ok=0
+      answers $((candidate + i + 10000)) && ok=0
+    done
+    [ "$ok" = 1 ] && { echo "$candidate"; return; }
+  done
+  die "no 6 free consecutive ports (with their bus ports) found"
+}
+
 status() {
   local p
   for p in "${ports[@]}"; do
@@ -108,5 +127,7 @@ case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) die "usage: scripts/redis-cluster.sh [start|stop|status]" ;;
+  seeds) seeds ;;
+  free-port) free_port ;;
+  *) die "usage: scripts/redis-cluster.sh [start|stop|status|seeds|free-port]" ;;
 esac

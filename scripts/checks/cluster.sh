@@ -8,26 +8,16 @@ cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/checks/common.sh
 source scripts/checks/common.sh
 
-# Six node ports and their cluster-bus ports (+10000) must all be free.
-base=
-for _ in $(seq 1 50); do
-  candidate=$(( 10000 + RANDOM % 9990 ))   # node and bus (+10000) ports below the ephemeral range
-  ok=1
-  for i in 0 1 2 3 4 5; do
-    port_free 127.0.0.1 $((candidate + i)) && port_free 127.0.0.1 $((candidate + i + 10000)) || ok=0
-  done
-  [ "$ok" = 1 ] && { base=$candidate; break; }
-done
-[ -n "$base" ] || fail "no 6 free consecutive ports for the cluster"
-
-export SECKILL_CLUSTER_PORT=$base SECKILL_DEPS_DIR=target/cluster-test
+export SECKILL_DEPS_DIR=target/cluster-test
+base=$(scripts/redis-cluster.sh free-port) || fail "no free ports for the cluster"
+export SECKILL_CLUSTER_PORT=$base
 rm -rf "$SECKILL_DEPS_DIR/cluster"
 trap 'scripts/redis-cluster.sh stop >/dev/null 2>&1 || true' EXIT
 say "Redis Cluster on 127.0.0.1:$base-$((base + 5)) (3 masters, 3 replicas)"
 scripts/redis-cluster.sh start | tail -1
-nodes=$(for i in 0 1 2; do printf 'redis://127.0.0.1:%s,' $((base + i)); done)
-say "cargo test --test api with SECKILL__REDIS__CLUSTER_NODES=${nodes%,}"
-SECKILL__REDIS__CLUSTER_NODES=${nodes%,} cargo test --locked --test api "$@"
+nodes=$(scripts/redis-cluster.sh seeds)
+say "cargo test --test api with SECKILL__REDIS__CLUSTER_NODES=$nodes"
+SECKILL__REDIS__CLUSTER_NODES=$nodes cargo test --locked --test api "$@"
 for i in 0 1 2; do
   calls=$(redis-cli -p $((base + i)) info commandstats | tr -d '\r' |
     sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p')
