@@ -46,6 +46,16 @@ seeds() {
   echo "${urls[*]}"
 }
 
+replicas_linked() { # status 0 when every replica's link to its master is up
+  local p info
+  for p in "${ports[@]}"; do
+    info=$(redis-cli -p "$p" info replication | tr -d '\r')
+    case $info in
+      *role:slave*) [[ $info == *master_link_status:up* ]] || return 1 ;;
+    esac
+  done
+}
+
 start() {
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
     die "redis-server and redis-cli are needed (Debian: apt-get install redis-server)"
@@ -81,6 +91,14 @@ start() {
   fi
   [ "$(redis-cli -p "$first" cluster info | tr -d '\r' | grep '^cluster_state:')" = cluster_state:ok ] ||
     die "the cluster is not ok (redis-cli -p $first cluster info)"
+  # A replica answers before it has synced with its master: until then a `WAIT` (the
+  # service's redis.replica_acks) cannot be satisfied. Ready means every replica linked.
+  local linked=0
+  for _ in $(seq 1 150); do
+    replicas_linked && { linked=1; break; }
+    sleep 0.1
+  done
+  [ "$linked" = 1 ] || die "a replica did not sync with its master (redis-cli -p PORT info replication)"
   say "up: $(seeds)"
   say "point the service at it: SECKILL__REDIS__CLUSTER_NODES=$(seeds)"
 }

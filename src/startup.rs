@@ -67,6 +67,7 @@ impl Resources {
         .with_replica_acks(
             settings.redis.replica_acks,
             settings.redis.replica_ack_timeout_ms,
+            redis.is_cluster(),
         );
         Ok(Self {
             settings,

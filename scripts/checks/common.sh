@@ -31,10 +31,5 @@ passing_run() { # log what command...
   echo "$id"
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-port_free() { # host port → status 0 when nothing listens there
-  ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
-}
+# shellcheck source=scripts/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../ports.sh"

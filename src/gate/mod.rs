@@ -15,6 +15,7 @@ pub mod layout;
 mod lookup;
 mod payment_token;
 mod record;
+mod replica_acks;
 mod restore;
 mod seed;
 mod sold_out;
@@ -26,6 +27,7 @@ pub use keys::{ActivityKeys, KeySpace};
 pub use lookup::{stream_backlog, ActivitySnapshot, StreamBacklog};
 pub use payment_token::{IssuedToken, PaymentToken, TokenState, TokenUse};
 pub use record::OrderRecord;
+pub use replica_acks::ReplicaAcks;
 pub use restore::{RestoreCounts, RestoredOrder};
 pub use seed::{SeedOutcome, SeedSpec};
 pub use sold_out::SoldOutCache;
@@ -188,8 +190,8 @@ pub struct Gate {
     /// `writer.max_backlog`: entries a stream may hold before the gate refuses (0: no bound).
     max_backlog: u64,
     sold_out: Arc<SoldOutCache>,
-    /// `redis.replica_acks` and `redis.replica_ack_timeout_ms`.
-    replica_acks: (u32, u64),
+    /// `redis.replica_acks` and `redis.replica_ack_timeout_ms`, and the `WAIT`s in flight.
+    replica_acks: Arc<ReplicaAcks>,
 }
 
 /// Every script of the gate by name (its file in `lua/`), compiled into the binary.
@@ -251,14 +253,15 @@ impl Gate {
             idempotency_ttl_secs,
             max_backlog,
             sold_out: SoldOutCache::new(),
-            replica_acks: (0, 0),
+            replica_acks: Arc::new(ReplicaAcks::new(0, 0, false)),
         }
     }
 
     /// Answers a purchase only once `replicas` replicas have it (`WAIT`, up to
-    /// `timeout_ms`), else [`GateOutcome::NotReplicated`].
-    pub fn with_replica_acks(mut self, replicas: u32, timeout_ms: u64) -> Self {
-        self.replica_acks = (replicas, timeout_ms);
+    /// `timeout_ms`, one `WAIT` for the accepts that arrive together: [`ReplicaAcks`]), else
+    /// [`GateOutcome::NotReplicated`]. `cluster`: whether the connection is a cluster's.
+    pub fn with_replica_acks(mut self, replicas: u32, timeout_ms: u64, cluster: bool) -> Self {
+        self.replica_acks = Arc::new(ReplicaAcks::new(replicas, timeout_ms, cluster));
         self
     }
 
@@ -308,7 +311,7 @@ impl Gate {
             .invoke_async(&mut self.conn.clone())
             .await?;
         let mut outcome = GateOutcome::parse(reply)?;
-        let (replicas, timeout_ms) = self.replica_acks;
+        let replicas = self.replica_acks.required();
         if replicas > 0
             && matches!(
                 outcome,
@@ -316,11 +319,7 @@ impl Gate {
             )
         {
             // A replay too: its first answer may have been this very timeout.
-            let reached = self
-                .conn
-                .clone()
-                .wait_replicas(&k.stock, replicas, timeout_ms)
-                .await?;
+            let reached = self.replica_acks.confirm(&self.conn, &k.stock).await?;
             if reached < replicas {
                 metrics::counter!("seckill_replica_ack_timeouts_total").increment(1);
                 outcome = GateOutcome::NotReplicated { reached };

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use seckill::gate::stream::{dead_letter, intent};
 
-use crate::helpers::{problem, spawn_app_with, TestApp};
+use crate::helpers::{metric_value, problem, spawn_app_with, TestApp};
 
 /// Order ids of the 201 answers (fresh or replayed) for `users` buying with key `k<user>`.
 async fn buy_all(app: &TestApp, activity: u64, users: impl Iterator<Item = u64>) -> Vec<u64> {
@@ -41,11 +41,10 @@ fn gate(app: &TestApp) -> seckill::gate::Gate {
 
 /// `seckill_writer_orders_total{result=…}` in a Prometheus text page.
 fn counter(metrics: &str, result: &str) -> u64 {
-    let prefix = format!("seckill_writer_orders_total{{result=\"{result}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
-        .unwrap_or(0)
+    metric_value(
+        metrics,
+        &format!("seckill_writer_orders_total{{result=\"{result}\"}}"),
+    )
 }
 
 async fn wait_until<F, Fut>(what: &str, secs: u64, mut check: F)

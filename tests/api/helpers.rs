@@ -431,3 +431,13 @@ pub async fn problem(resp: reqwest::Response) -> (u16, String, Value) {
         body,
     )
 }
+
+/// The value of one series (name with its labels, as Prometheus writes it) in a metrics
+/// page; 0 when absent (a counter not yet incremented).
+pub fn metric_value(metrics: &str, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}

@@ -3,10 +3,11 @@
 //! Redis (no replica) every accept times out; on the suite's local cluster (one replica per
 //! master, scripts/redis-cluster.sh) every accept is confirmed.
 
+use futures_util::future::join_all;
 use redis::AsyncCommands;
 use serde_json::Value;
 
-use crate::helpers::{problem, spawn_app_with, TestApp};
+use crate::helpers::{metric_value, problem, spawn_app_with, TestApp};
 
 /// Replicas of the master that holds the test's keys.
 async fn replicas(app: &TestApp) -> u32 {
@@ -68,6 +69,42 @@ async fn with_replica_acks_an_accept_is_answered_only_once_a_replica_has_it() {
             "{metrics}"
         );
     }
+}
+
+/// Accepts that arrive together share one `WAIT`: a `WAIT` blocks the shared connection
+/// until the replicas answer, so one per accept would queue every purchase of the process
+/// behind the previous accept's replication round trip (src/gate/replica_acks.rs).
+#[tokio::test]
+async fn concurrent_accepts_share_their_waits() {
+    const BUYERS: u64 = 40;
+    let app = spawn_app_with(|s| {
+        s.redis.replica_acks = 1;
+        s.redis.replica_ack_timeout_ms = 200;
+    })
+    .await;
+    let activity = app.create_activity(BUYERS as i64, 1).await;
+    let waits = |m: &str| metric_value(m, "seckill_replica_waits_total");
+    let before = waits(&app.metrics().await);
+    let answers = join_all((1..=BUYERS).map(|u| app.purchase(activity, u, "k", None))).await;
+    let after = waits(&app.metrics().await);
+    let expected = if replicas(&app).await >= 1 { 201 } else { 503 };
+    for answer in answers {
+        assert_eq!(answer.status(), expected);
+    }
+    // The metrics are the test process's: the other test of this file may add its own one
+    // or two WAITs. One WAIT per accept would be 40.
+    assert!(
+        after - before <= BUYERS / 4,
+        "{} WAITs for {BUYERS} concurrent accepts",
+        after - before
+    );
+    let buyers: i64 = app
+        .redis
+        .clone()
+        .hlen(app.keys(activity).buyers)
+        .await
+        .unwrap();
+    assert_eq!(buyers, BUYERS as i64);
 }
 
 #[tokio::test]
