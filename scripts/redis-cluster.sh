@@ -46,14 +46,16 @@ seeds() {
   echo "${urls[*]}"
 }
 
-replicas_linked() { # status 0 when every replica's link to its master is up
+settled() { # status 0 when every node says the cluster is ok, agrees on the slots, and every replica's link to its master is up
   local p info
   for p in "${ports[@]}"; do
+    [[ $(redis-cli -p "$p" cluster info | tr -d '\r') == *cluster_state:ok* ]] || return 1
     info=$(redis-cli -p "$p" info replication | tr -d '\r')
     case $info in
       *role:slave*) [[ $info == *master_link_status:up* ]] || return 1 ;;
     esac
   done
+  redis-cli --cluster check "127.0.0.1:$first" 2>/dev/null | grep -q 'All nodes agree about slots configuration'
 }
 
 start() {
@@ -91,14 +93,16 @@ start() {
   fi
   [ "$(redis-cli -p "$first" cluster info | tr -d '\r' | grep '^cluster_state:')" = cluster_state:ok ] ||
     die "the cluster is not ok (redis-cli -p $first cluster info)"
-  # A replica answers before it has synced with its master: until then a `WAIT` (the
-  # service's redis.replica_acks) cannot be satisfied. Ready means every replica linked.
-  local linked=0
+  # The first node's "ok" is not the cluster's: the others may still disagree about the
+  # slots (a client then meets redirects and retries), and a replica answers before it has
+  # synced with its master (until then a `WAIT`, the service's redis.replica_acks, cannot be
+  # satisfied). Ready means every node agrees and every replica is linked.
+  local ready=0
   for _ in $(seq 1 150); do
-    replicas_linked && { linked=1; break; }
+    settled && { ready=1; break; }
     sleep 0.1
   done
-  [ "$linked" = 1 ] || die "a replica did not sync with its master (redis-cli -p PORT info replication)"
+  [ "$ready" = 1 ] || die "the cluster did not settle (redis-cli --cluster check 127.0.0.1:$first; redis-cli -p PORT info replication)"
   say "up: $(seeds)"
   say "point the service at it: SECKILL__REDIS__CLUSTER_NODES=$(seeds)"
 }
