@@ -96,7 +96,7 @@ redis_shown() { echo "$redis_host:$redis_port/$redis_db"; }
 db_shown() { echo "$db_host:$db_port"; }
 
 # One Redis key of an activity as the binary defines it (`$bin keys`, src/gate/layout.rs):
-# meta, stock, buyers, stream, dead, returned, or idempotency (a template with {user} and
+# meta, stock, buyers, stream, dead, returned, replicated, or idempotency (a template with {user} and
 # {key}). Scripts never spell a key. Needs $bin, the seckill binary.
 activity_key() { # prefix activity name
   "$bin" keys --prefix "$1" --activity "$2" |

@@ -60,18 +60,7 @@ impl RedisClient {
 
     /// The shared connection of the request path: reconnects by itself, 2 s timeouts.
     pub async fn shared(&self) -> RedisResult<RedisConn> {
-        match self {
-            Self::Single(client) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(2)))
-                    .set_number_of_retries(2);
-                Ok(RedisConn::Managed(
-                    ConnectionManager::new_with_config(client.clone(), config).await?,
-                ))
-            }
-            Self::Cluster(client) => Ok(RedisConn::Cluster(client.get_async_connection().await?)),
-        }
+        self.own(Duration::from_secs(2)).await
     }
 
     /// One plain client per node to subscribe through, tried in turn: classic pub/sub is
@@ -85,6 +74,30 @@ impl RedisClient {
                 .iter()
                 .map(|u| redis::Client::open(u.as_str()))
                 .collect(),
+        }
+    }
+
+    /// A connection of its own that reconnects by itself, with the given response timeout:
+    /// for commands that may block it (`WAIT`) and must not hold up the shared one.
+    pub async fn own(&self, response_timeout: Duration) -> RedisResult<RedisConn> {
+        match self {
+            Self::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(response_timeout))
+                    .set_number_of_retries(2);
+                Ok(RedisConn::Managed(
+                    ConnectionManager::new_with_config(client.clone(), config).await?,
+                ))
+            }
+            Self::Cluster(client) => {
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(Duration::from_secs(2))
+                    .set_response_timeout(response_timeout);
+                Ok(RedisConn::Cluster(
+                    client.get_async_connection_with_config(config).await?,
+                ))
+            }
         }
     }
 
@@ -115,34 +128,26 @@ impl RedisClient {
 }
 
 impl RedisConn {
-    /// `WAIT replicas timeout_ms` on the node that holds `key`'s slot: how many replicas
-    /// have received every write this connection sent to that node before now. On one
-    /// server the connection is multiplexed, so the count covers every request that went
-    /// through it before, those of other buyers included; on a cluster, the same for the
-    /// connection to that key's master.
-    pub async fn wait_replicas(
+    /// Sends `pipeline` to the master of `key`'s slot, all of it on one connection, in
+    /// order (a `WAIT` in it then follows the commands before it on that connection).
+    pub async fn pipeline_on(
         &mut self,
         key: &str,
-        replicas: u32,
-        timeout_ms: u64,
-    ) -> RedisResult<u32> {
-        let mut cmd = redis::cmd("WAIT");
-        cmd.arg(replicas).arg(timeout_ms);
+        pipeline: &redis::Pipeline,
+    ) -> RedisResult<Vec<Value>> {
         match self {
             Self::Cluster(c) => {
-                use redis::cluster_routing::{
-                    Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
-                };
+                use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
                 let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
-                let reply = c
-                    .route_command(
-                        cmd,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                    )
-                    .await?;
-                Ok(redis::from_redis_value(reply)?)
+                c.route_pipeline(
+                    pipeline.clone(),
+                    0,
+                    pipeline.len(),
+                    SingleNodeRoutingInfo::SpecificNode(route),
+                )
+                .await
             }
-            other => cmd.query_async(other).await,
+            other => pipeline.query_async(other).await,
         }
     }
 }

@@ -58,17 +58,21 @@ impl Resources {
         })
         .await?;
         let db = store::connect(&settings.database).await?;
-        let gate = Gate::new(
+        let mut gate = Gate::new(
             conn,
             KeySpace::new(settings.redis.key_prefix.clone()),
             settings.idempotency.ttl_secs,
             settings.writer.max_backlog,
-        )
-        .with_replica_acks(
+        );
+        let (replicas, timeout_ms) = (
             settings.redis.replica_acks,
             settings.redis.replica_ack_timeout_ms,
-            redis.is_cluster(),
         );
+        if replicas > 0 {
+            // `WAIT` blocks the connection it is sent on: confirmations get one of their own.
+            let own = redis.own(Duration::from_millis(timeout_ms + 2_000)).await?;
+            gate = gate.with_replica_acks(replicas, timeout_ms, own);
+        }
         Ok(Self {
             settings,
             redis,

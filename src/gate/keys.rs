@@ -70,6 +70,7 @@ impl KeySpace {
             stream: format!("{base}:stream"),
             dead: format!("{base}:dead"),
             returned: format!("{base}:returned"),
+            replicated: format!("{base}:replicated"),
             base,
         }
     }
@@ -92,6 +93,9 @@ pub struct ActivityKeys {
     /// Set of the order ids whose units went back to the stock (cancelled or expired): a
     /// second return of one order changes nothing.
     pub returned: String,
+    /// Counter written by each replica confirmation (`lua/replica_check.lua`): a write of
+    /// this connection after every accept the master had, which the `WAIT` after it covers.
+    pub replicated: String,
 }
 
 impl ActivityKeys {

@@ -21,6 +21,7 @@ pub fn describe(keys: &KeySpace, activity: ActivityId) -> Value {
             "stream": k.stream,
             "dead": k.dead,
             "returned": k.returned,
+            "replicated": k.replicated,
             "idempotency": k.idempotency_of("{user}", "{key}"),
         },
         "writer_group": WRITER_GROUP,

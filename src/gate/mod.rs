@@ -195,7 +195,7 @@ pub struct Gate {
 }
 
 /// Every script of the gate by name (its file in `lua/`), compiled into the binary.
-const SCRIPTS: [(&str, &str); 7] = [
+const SCRIPTS: [(&str, &str); 8] = [
     ("purchase", include_str!("../../lua/purchase.lua")),
     ("seed", include_str!("../../lua/seed.lua")),
     ("payment_token", include_str!("../../lua/payment_token.lua")),
@@ -209,6 +209,7 @@ const SCRIPTS: [(&str, &str); 7] = [
         "sweeper_unlock",
         include_str!("../../lua/sweeper_unlock.lua"),
     ),
+    ("replica_check", include_str!("../../lua/replica_check.lua")),
 ];
 
 /// A script's source as Redis runs it (the purchase script with the stream's field names
@@ -253,15 +254,15 @@ impl Gate {
             idempotency_ttl_secs,
             max_backlog,
             sold_out: SoldOutCache::new(),
-            replica_acks: Arc::new(ReplicaAcks::new(0, 0, false)),
+            replica_acks: Arc::new(ReplicaAcks::off()),
         }
     }
 
-    /// Answers a purchase only once `replicas` replicas have it (`WAIT`, up to
-    /// `timeout_ms`, one `WAIT` for the accepts that arrive together: [`ReplicaAcks`]), else
-    /// [`GateOutcome::NotReplicated`]. `cluster`: whether the connection is a cluster's.
-    pub fn with_replica_acks(mut self, replicas: u32, timeout_ms: u64, cluster: bool) -> Self {
-        self.replica_acks = Arc::new(ReplicaAcks::new(replicas, timeout_ms, cluster));
+    /// Answers a purchase (or a replay of it, or an `already_purchased` naming it) only
+    /// once `replicas` replicas have it, else [`GateOutcome::NotReplicated`]: see
+    /// [`ReplicaAcks`] (`conn` is its own connection, which `WAIT` blocks).
+    pub fn with_replica_acks(mut self, replicas: u32, timeout_ms: u64, conn: RedisConn) -> Self {
+        self.replica_acks = Arc::new(ReplicaAcks::new(replicas, timeout_ms, conn));
         self
     }
 
@@ -315,11 +316,14 @@ impl Gate {
         if replicas > 0
             && matches!(
                 outcome,
-                GateOutcome::Accepted { .. } | GateOutcome::Replay(_)
+                GateOutcome::Accepted { .. }
+                    | GateOutcome::Replay(_)
+                    | GateOutcome::AlreadyPurchased(_)
             )
         {
-            // A replay too: its first answer may have been this very timeout.
-            let reached = self.replica_acks.confirm(&self.conn, &k.stock).await?;
+            // A replay too (its first answer may have been this very 503), and an
+            // already_purchased: each shows the buyer an order.
+            let reached = self.replica_acks.confirm(&k, attempt.user).await?;
             if reached < replicas {
                 metrics::counter!("seckill_replica_ack_timeouts_total").increment(1);
                 outcome = GateOutcome::NotReplicated { reached };

@@ -1,72 +1,78 @@
-//! "Acknowledged means replicated": one `WAIT` for many accepts.
+//! "Acknowledged means replicated": confirming an accept on the replicas, many at a time.
 //!
-//! With `redis.replica_acks = N` a purchase is answered `201` only once N replicas have it.
-//! `WAIT N timeout` answers for every write its *connection* sent before it, and the request
-//! path's connection is shared (multiplexed) by every purchase of this process. Redis also
-//! stops reading a client's commands while that client is blocked in `WAIT`, so one `WAIT`
-//! per accept would queue every purchase behind the previous accept's replication round
-//! trip. Instead, accepts group-commit: at most one `WAIT` per slot is in flight, and when
-//! it returns, one new `WAIT` covers every accept whose script reply had arrived before it
-//! was sent.
+//! With `redis.replica_acks = N` a purchase is answered `201` only once N replicas have it,
+//! and so is a replay of it, or an `already_purchased` that names it (each shows the buyer
+//! an order). One confirmation is a pipeline of two commands on a connection of its own:
+//! `lua/replica_check.lua` (is the buyer's order on this master? plus one write) and
+//! `WAIT N timeout`.
 //!
-//! Why that is sound: an accept takes its arrival number only after its script's reply came
-//! back on the shared connection, so its write is in that connection's stream before any
-//! `WAIT` sent after the number was taken; a `WAIT` records the highest arrival number at
-//! the moment it is sent (`upto`) and its answer is valid for every arrival up to it. When
-//! a `WAIT` times out, every accept it covered is answered `503` (some may have reached the
-//! replicas; the retry with the same key gets the true answer).
+//! Why the write: `WAIT` waits for the last write of *its own connection*. An accept
+//! reaches the master over the request path's connection, or another process's, or one that
+//! was since replaced; the check script's write comes after all of them in the master's
+//! replication stream, so a replica that has it has them all. Why the check: after a
+//! failover the pipeline may reach the promoted replica, which may never have received the
+//! accept; its buyer is told 503 (the retry with the same key then gets the truth) instead
+//! of `201` for an order that is gone.
 //!
-//! The group is the slot (on one server every key shares the one connection, so there is one
-//! group): a `WAIT` must go to the master that ran the script, and on a cluster
-//! that is the master of the activity's slot.
+//! Why a connection of its own: Redis reads no further command from a client blocked in
+//! `WAIT`, so on the shared connection every other command of the process to that master
+//! (purchases, the instance lease) would queue behind it.
 //!
-//! The limit of `WAIT` (and so of this module): it counts what *its* connection wrote. If the
-//! connection is replaced between an accept's reply and its `WAIT` (a reconnect, or the
-//! cluster client following a failover to the promoted replica), the new connection has
-//! written nothing and `WAIT` answers at once with the replicas the node has. With one
-//! replica per master (scripts/redis-cluster.sh) the promoted master has none, so the answer
-//! is `503` and the retry tells the truth; with two or more replicas per master, an accept
-//! whose master died in that instant could be answered `201` and lost.
+//! Why many at a time: accepts of one activity group-commit. At most one confirmation per
+//! activity is in flight; the buyers who arrive meanwhile are confirmed together by the
+//! next one (one script call and one `WAIT` for all of them). A confirmation that fails or
+//! times out answers `503` to the buyers of its batch only; the next batch starts afresh.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use redis::cluster_routing::Slot;
+use tokio::sync::oneshot;
 
+use super::ActivityKeys;
+use crate::domain::UserId;
 use crate::redis_conn::RedisConn;
 
-/// How many replicas must confirm an accept, how long to wait, and the `WAIT`s in flight.
+/// How many replicas must confirm an accept, how long to wait, and the batches in flight.
 pub struct ReplicaAcks {
     replicas: u32,
     timeout_ms: u64,
-    cluster: bool,
-    groups: Mutex<HashMap<Option<Slot>, Arc<Group>>>,
+    /// The confirmations' own connection; `None` when `replicas` is 0.
+    conn: Option<RedisConn>,
+    groups: Mutex<HashMap<String, Arc<Group>>>,
 }
 
-/// The accepts of one slot.
+/// The buyers of one activity waiting for a confirmation.
 #[derive(Default)]
 struct Group {
-    /// Accepts that asked for a confirmation so far (the last arrival number handed out).
-    arrivals: AtomicU64,
-    /// Held while this group's `WAIT` is in flight; holds the last answer.
-    wait: tokio::sync::Mutex<Covered>,
+    pending: Mutex<Vec<Waiter>>,
+    /// Held by the one confirmation in flight.
+    flight: tokio::sync::Mutex<()>,
 }
 
-/// The last `WAIT` answered: it covered arrivals up to `upto`, and `reached` replicas had them.
-#[derive(Default)]
-struct Covered {
-    upto: u64,
-    reached: u32,
+struct Waiter {
+    user: u64,
+    answer: oneshot::Sender<redis::RedisResult<u32>>,
 }
 
 impl ReplicaAcks {
-    /// `replicas == 0` turns confirmation off.
-    pub fn new(replicas: u32, timeout_ms: u64, cluster: bool) -> Self {
+    /// No confirmation: every accept is answered at once.
+    pub fn off() -> Self {
+        Self {
+            replicas: 0,
+            timeout_ms: 0,
+            conn: None,
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Confirmations by `replicas` replicas, waiting up to `timeout_ms`, sent over `conn`
+    /// (a connection used for nothing else: `WAIT` blocks it).
+    pub fn new(replicas: u32, timeout_ms: u64, conn: RedisConn) -> Self {
         Self {
             replicas,
             timeout_ms,
-            cluster,
+            conn: (replicas > 0).then_some(conn),
             groups: Mutex::new(HashMap::new()),
         }
     }
@@ -76,33 +82,100 @@ impl ReplicaAcks {
         self.replicas
     }
 
-    /// How many replicas have a write that `conn` sent to `key`'s master before this call
-    /// (at least: a `WAIT` sent later may have covered it). Call only after the write's
-    /// reply has arrived.
-    pub async fn confirm(&self, conn: &RedisConn, key: &str) -> redis::RedisResult<u32> {
-        let group = self.group(key);
-        let me = group.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut covered = group.wait.lock().await;
-        if covered.upto >= me {
-            // A WAIT sent after this accept arrived has answered while we queued.
-            return Ok(covered.reached);
+    /// How many replicas have `user`'s order in this activity: 0 when the master does not
+    /// have it (any more). Call after the purchase script answered.
+    pub async fn confirm(&self, keys: &ActivityKeys, user: UserId) -> redis::RedisResult<u32> {
+        let group = self.group(&keys.buyers);
+        let (tx, mut rx) = oneshot::channel();
+        push(&group, user.get(), tx);
+        let _flight = group.flight.lock().await;
+        match rx.try_recv() {
+            // A confirmation sent after this buyer arrived has answered while we queued.
+            Ok(answer) => return answer,
+            Err(oneshot::error::TryRecvError::Empty) => {}
+            // The confirmation that took this buyer was cancelled (its request went away):
+            // queue again, and lead the next one.
+            Err(oneshot::error::TryRecvError::Closed) => {
+                let (tx, again) = oneshot::channel();
+                push(&group, user.get(), tx);
+                rx = again;
+            }
         }
-        let upto = group.arrivals.load(Ordering::SeqCst);
-        let reached = conn
-            .clone()
-            .wait_replicas(key, self.replicas, self.timeout_ms)
-            .await?;
-        // Accepts ÷ this counter is the mean number of accepts one WAIT confirmed.
+        let batch = std::mem::take(&mut *lock(&group.pending));
+        let users: Vec<u64> = batch.iter().map(|w| w.user).collect();
+        let answers = self.check(keys, &users).await;
+        for (i, waiter) in batch.into_iter().enumerate() {
+            let answer = match &answers {
+                Ok((found, reached)) if found.get(i) == Some(&1) => Ok(*reached),
+                Ok(_) => Ok(0),
+                Err(e) => Err(e.clone()),
+            };
+            // A waiter whose request went away has dropped its receiver: nothing to do.
+            let _ = waiter.answer.send(answer);
+        }
+        rx.try_recv().unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "replica confirmation lost its answer",
+            )))
+        })
+    }
+
+    /// One confirmation: the check script and `WAIT`, pipelined on the slot's master.
+    async fn check(
+        &self,
+        keys: &ActivityKeys,
+        users: &[u64],
+    ) -> redis::RedisResult<(Vec<i64>, u32)> {
+        let Some(conn) = &self.conn else {
+            return Ok((vec![1; users.len()], 0));
+        };
         metrics::counter!("seckill_replica_waits_total").increment(1);
-        *covered = Covered { upto, reached };
-        Ok(reached)
+        let mut pipe = redis::pipe();
+        // EVAL with the source, not EVALSHA: a pipeline cannot fall back to loading the
+        // script, and this runs once per batch, not per purchase.
+        pipe.cmd("EVAL")
+            .arg(super::script_source("replica_check").unwrap_or_default())
+            .arg(2)
+            .arg(&keys.buyers)
+            .arg(&keys.replicated)
+            .arg(users);
+        pipe.cmd("WAIT").arg(self.replicas).arg(self.timeout_ms);
+        // Redis checks a blocked client's timeout about ten times a second: allow for that
+        // and for the round trip before giving up on the connection.
+        let limit = Duration::from_millis(self.timeout_ms + 2_000);
+        let reply = tokio::time::timeout(limit, conn.clone().pipeline_on(&keys.buyers, &pipe))
+            .await
+            .map_err(|_| {
+                redis::RedisError::from((redis::ErrorKind::Io, "replica confirmation timed out"))
+            })??;
+        match reply.as_slice() {
+            [found, reached] => Ok((
+                redis::from_redis_value_ref(found)?,
+                redis::from_redis_value_ref(reached)?,
+            )),
+            _ => Err(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "replica confirmation: unexpected reply",
+                format!("{reply:?}"),
+            ))),
+        }
     }
 
     fn group(&self, key: &str) -> Arc<Group> {
-        let slot = self.cluster.then(|| Slot::for_key(key));
-        // The lock is never held across an await or a panic-prone call: poisoning cannot
-        // happen, but a poisoned map is still a valid map.
-        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        groups.entry(slot).or_default().clone()
+        lock(&self.groups)
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
     }
+}
+
+fn push(group: &Group, user: u64, answer: oneshot::Sender<redis::RedisResult<u32>>) {
+    lock(&group.pending).push(Waiter { user, answer });
+}
+
+/// These locks are never held across an await or a call that can panic; a poisoned one
+/// still holds a valid value.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

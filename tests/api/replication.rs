@@ -7,6 +7,10 @@ use futures_util::future::join_all;
 use redis::AsyncCommands;
 use serde_json::Value;
 
+use seckill::domain::UserId;
+use seckill::gate::ReplicaAcks;
+use seckill::redis_conn::RedisClient;
+
 use crate::helpers::{metric_value, problem, spawn_app_with, TestApp};
 
 /// Replicas of the master that holds the test's keys.
@@ -61,6 +65,10 @@ async fn with_replica_acks_an_accept_is_answered_only_once_a_replica_has_it() {
         assert_eq!(buyers, 1);
         let (status, _, _) = problem(app.purchase(activity, 1, "k", None).await).await;
         assert_eq!(status, 503);
+        // Another key of the same buyer is told about the order only once it is safe:
+        // `already_purchased` names it, so it waits for the replicas too.
+        let (status, code, body) = problem(app.purchase(activity, 1, "k2", None).await).await;
+        assert_eq!((status, code.as_str()), (503, "unavailable"), "{body}");
         let metrics = app.metrics().await;
         assert!(
             metrics
@@ -105,6 +113,29 @@ async fn concurrent_accepts_share_their_waits() {
         .await
         .unwrap();
     assert_eq!(buyers, BUYERS as i64);
+}
+
+/// A confirmation answers for the buyer's order on the master it reaches: an order that
+/// master does not have (a failover lost it, and the confirmation reached the promoted
+/// replica) is not confirmed, however many replicas answer the `WAIT`.
+#[tokio::test]
+async fn an_order_the_master_does_not_have_is_never_confirmed() {
+    let app = spawn_app_with(|s| s.redis.replica_acks = 0).await;
+    let activity = app.create_activity(5, 1).await;
+    assert_eq!(app.purchase(activity, 1, "k", None).await.status(), 201);
+    let own = RedisClient::open(&app.settings.redis)
+        .unwrap()
+        .own(std::time::Duration::from_secs(3))
+        .await
+        .unwrap();
+    let acks = ReplicaAcks::new(1, 200, own);
+    let keys = app.keys(activity);
+    let have = replicas(&app).await;
+    assert_eq!(
+        acks.confirm(&keys, UserId::new(1)).await.unwrap(),
+        have.min(1)
+    );
+    assert_eq!(acks.confirm(&keys, UserId::new(2)).await.unwrap(), 0);
 }
 
 #[tokio::test]
