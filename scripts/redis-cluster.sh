@@ -138,7 +138,9 @@ status() {
   local p
   for p in "${ports[@]}"; do
     if answers "$p"; then
-      echo "$p $(redis-cli -p "$p" role | head -1)"
+      # A node that accepts connections but does not answer (stopped, hung) must not hang
+      # the status: one second each.
+      echo "$p $(timeout 1 redis-cli -p "$p" role 2>/dev/null | head -1 || true)"
     else
       echo "$p down"
     fi

@@ -90,7 +90,8 @@ impl RedisSettings {
 }
 
 /// A URL with its password, if any, replaced by `***`.
-fn without_password(url: &str) -> String {
+/// `url` with its password (if any) replaced by `***`, for logs.
+pub fn without_password(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));

@@ -101,8 +101,8 @@ impl RedisClient {
         }
     }
 
-    /// A connection of its own, without a response timeout: a blocking `XREADGROUP` holds
-    /// its socket, so a reader must not share it with anything else.
+    /// A connection of its own, without a response timeout on one server: a blocking
+    /// `XREADGROUP` holds its socket, so a reader must not share it with anything else.
     pub async fn dedicated(&self) -> RedisResult<RedisConn> {
         match self {
             Self::Single(client) => {
@@ -115,14 +115,9 @@ impl RedisClient {
                         .await?,
                 ))
             }
-            Self::Cluster(client) => {
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(Duration::from_secs(2))
-                    .set_response_timeout(Duration::from_secs(3600));
-                Ok(RedisConn::Cluster(
-                    client.get_async_connection_with_config(config).await?,
-                ))
-            }
+            // On a cluster the writer's reads do not block (one command may not span the
+            // streams' slots), so a normal timeout applies: a hung node is given up on.
+            Self::Cluster(_) => self.own(Duration::from_secs(10)).await,
         }
     }
 }

@@ -53,7 +53,9 @@ impl Resources {
             || redis.shared(),
         )
         .await?;
-        retry(&format!("mysql at {}", settings.database.url), wait, || {
+        tracing::info!(redis = %settings.redis.shown(), "connected to redis");
+        let mysql = crate::configuration::without_password(&settings.database.url);
+        retry(&format!("mysql at {mysql}"), wait, || {
             store::migrate(&settings.database)
         })
         .await?;
