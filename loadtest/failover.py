@@ -28,6 +28,9 @@ ap.add_argument("--threads", type=int, default=24)
 ap.add_argument("--restart-after", type=float, default=3.0,
                 help="seconds after the kill to restart the killed node (it rejoins as a replica)")
 ap.add_argument("--restart-cmd", default="scripts/redis-cluster.sh start")
+ap.add_argument("--hang", action="store_true",
+                help="stop the master (SIGSTOP) instead of killing it, and resume it (SIGCONT) "
+                     "instead of restarting it: a hung node keeps its sockets open")
 args = ap.parse_args()
 bases = [urlsplit(b) for b in args.bases.split(",")]
 activities = [int(a) for a in args.activities.split(",")]
@@ -103,12 +106,15 @@ restarted_at = [None]
 
 def killer():
     time.sleep(kill_at)
-    os.kill(int(args.kill_pid), signal.SIGKILL)
-    # As an operator (or a supervisor) would: the killed node comes back, and rejoins as a
-    # replica of the master its replica became.
+    os.kill(int(args.kill_pid), signal.SIGSTOP if args.hang else signal.SIGKILL)
+    # As an operator (or a supervisor) would: the node comes back, and rejoins as a replica
+    # of the master its replica became.
     time.sleep(args.restart_after)
-    subprocess.run(args.restart_cmd, shell=True, check=False, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    if args.hang:
+        os.kill(int(args.kill_pid), signal.SIGCONT)
+    else:
+        subprocess.run(args.restart_cmd, shell=True, check=False, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
     restarted_at[0] = time.monotonic() - t0
 
 

@@ -9,7 +9,9 @@
 //! shares one hash tag (`{a:<id>}` for an activity, `{sweeper}` for the sweeper lock), so
 //! no call crosses slots.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use redis::aio::{
     ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
@@ -34,8 +36,8 @@ pub enum RedisConn {
     Managed(ConnectionManager),
     /// One server, a connection of its own (blocking stream reads hold it).
     Multiplexed(MultiplexedConnection),
-    /// A cluster: one connection per node, routed by slot.
-    Cluster(ClusterConnection),
+    /// A cluster: one connection per node, routed by slot, renewed after a timeout.
+    Cluster(ClusterConn),
 }
 
 impl RedisClient {
@@ -90,14 +92,9 @@ impl RedisClient {
                     ConnectionManager::new_with_config(client.clone(), config).await?,
                 ))
             }
-            Self::Cluster(client) => {
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(Duration::from_secs(2))
-                    .set_response_timeout(response_timeout);
-                Ok(RedisConn::Cluster(
-                    client.get_async_connection_with_config(config).await?,
-                ))
-            }
+            Self::Cluster(client) => Ok(RedisConn::Cluster(
+                ClusterConn::connect((**client).clone(), response_timeout).await?,
+            )),
         }
     }
 
@@ -134,13 +131,17 @@ impl RedisConn {
             Self::Cluster(c) => {
                 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
                 let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
-                c.route_pipeline(
-                    pipeline.clone(),
-                    0,
-                    pipeline.len(),
-                    SingleNodeRoutingInfo::SpecificNode(route),
-                )
-                .await
+                let reply = c
+                    .current()
+                    .route_pipeline(
+                        pipeline.clone(),
+                        0,
+                        pipeline.len(),
+                        SingleNodeRoutingInfo::SpecificNode(route),
+                    )
+                    .await;
+                c.after(&reply);
+                reply
             }
             other => pipeline.query_async(other).await,
         }
@@ -152,7 +153,14 @@ impl ConnectionLike for RedisConn {
         match self {
             Self::Managed(c) => c.req_packed_command(cmd),
             Self::Multiplexed(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => {
+                let c = c.clone();
+                Box::pin(async move {
+                    let reply = c.current().req_packed_command(cmd).await;
+                    c.after(&reply);
+                    reply
+                })
+            }
         }
     }
 
@@ -165,7 +173,17 @@ impl ConnectionLike for RedisConn {
         match self {
             Self::Managed(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => {
+                let c = c.clone();
+                Box::pin(async move {
+                    let reply = c
+                        .current()
+                        .req_packed_commands(pipeline, offset, count)
+                        .await;
+                    c.after(&reply);
+                    reply
+                })
+            }
         }
     }
 
@@ -173,7 +191,101 @@ impl ConnectionLike for RedisConn {
         match self {
             Self::Managed(c) => c.get_db(),
             Self::Multiplexed(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+            Self::Cluster(c) => c.current().get_db(),
         }
     }
+}
+
+/// A cluster connection that is replaced by a fresh one after a response timed out.
+///
+/// redis-rs' cluster client re-reads the slot map when a node refuses a connection or
+/// redirects (`MOVED`), which covers a master that died. A master that *hangs* (stopped,
+/// or a network black hole) does neither: its socket stays open, every command to it times
+/// out, and the client keeps sending there after its replica was promoted, so everything
+/// whose key lives on that master fails until it wakes up — the instance lease included,
+/// which stops the whole process. After a timeout, a new connection is built in the
+/// background (at most once per [`RENEW_EVERY`]): it reads the slot map afresh, cannot
+/// connect to the hung node, and so routes its slots to the promoted replica once the
+/// cluster has failed over. Requests in flight finish on the old connection.
+#[derive(Clone)]
+pub struct ClusterConn {
+    shared: Arc<ClusterShared>,
+}
+
+/// How often a cluster connection may be renewed.
+pub const RENEW_EVERY: Duration = Duration::from_secs(3);
+
+struct ClusterShared {
+    client: ClusterClient,
+    response_timeout: Duration,
+    current: RwLock<ClusterConnection>,
+    renewing: AtomicBool,
+    renewed: Mutex<Instant>,
+}
+
+impl ClusterConn {
+    async fn connect(client: ClusterClient, response_timeout: Duration) -> RedisResult<Self> {
+        let conn = open_cluster(&client, response_timeout).await?;
+        Ok(Self {
+            shared: Arc::new(ClusterShared {
+                client,
+                response_timeout,
+                current: RwLock::new(conn),
+                renewing: AtomicBool::new(false),
+                renewed: Mutex::new(Instant::now()),
+            }),
+        })
+    }
+
+    /// The connection in use now (a clone shares it).
+    fn current(&self) -> ClusterConnection {
+        self.shared
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Looks at a reply: a timeout starts a renewal.
+    fn after<T>(&self, reply: &RedisResult<T>) {
+        if matches!(reply, Err(e) if e.is_timeout()) {
+            self.renew_soon();
+        }
+    }
+
+    fn renew_soon(&self) {
+        let shared = &self.shared;
+        {
+            let renewed = shared.renewed.lock().unwrap_or_else(|e| e.into_inner());
+            if renewed.elapsed() < RENEW_EVERY {
+                return;
+            }
+        }
+        if shared.renewing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            match open_cluster(&shared.client, shared.response_timeout).await {
+                Ok(conn) => {
+                    *shared.current.write().unwrap_or_else(|e| e.into_inner()) = conn;
+                    metrics::counter!("seckill_redis_cluster_renewals_total").increment(1);
+                    tracing::warn!("a Redis Cluster node timed out: connection renewed");
+                }
+                Err(e) => tracing::warn!(error = %e, "Redis Cluster connection not renewed"),
+            }
+            *shared.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            shared.renewing.store(false, Ordering::Release);
+        });
+    }
+}
+
+async fn open_cluster(
+    client: &ClusterClient,
+    response_timeout: Duration,
+) -> RedisResult<ClusterConnection> {
+    let config = redis::cluster::ClusterConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(response_timeout);
+    client.get_async_connection_with_config(config).await
 }

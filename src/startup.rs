@@ -72,6 +72,8 @@ impl Resources {
         );
         if replicas > 0 {
             // `WAIT` blocks the connection it is sent on: confirmations get one of their own.
+            // Redis checks a blocked client's timeout about ten times a second: its response
+            // timeout allows for that and the round trip.
             let own = redis.own(Duration::from_millis(timeout_ms + 2_000)).await?;
             gate = gate.with_replica_acks(replicas, timeout_ms, own);
         }
