@@ -28,6 +28,13 @@ ap.add_argument("--threads", type=int, default=24)
 ap.add_argument("--restart-after", type=float, default=3.0,
                 help="seconds after the kill to restart the killed node (it rejoins as a replica)")
 ap.add_argument("--restart-cmd", default="scripts/redis-cluster.sh start")
+ap.add_argument("--lag-pid", type=int, default=0,
+                help="the victim's replica: stopped (SIGSTOP) and cut off by its master (CLIENT "
+                     "KILL TYPE replica) half a second before the kill, so the accepts of that "
+                     "half second never reach it; resumed at the kill and promoted at once "
+                     "(CLUSTER FAILOVER TAKEOVER on --lag-port)")
+ap.add_argument("--lag-port", type=int, default=0)
+ap.add_argument("--kill-port", type=int, default=0, help="the victim's port (for --lag)")
 ap.add_argument("--hang", action="store_true",
                 help="stop the master (SIGSTOP) instead of killing it, and resume it (SIGCONT) "
                      "instead of restarting it: a hung node keeps its sockets open")
@@ -105,8 +112,23 @@ restarted_at = [None]
 
 
 def killer():
-    time.sleep(kill_at)
+    if args.lag_pid:
+        time.sleep(max(kill_at - 0.5, 0))
+        os.kill(args.lag_pid, signal.SIGSTOP)
+        # What the master sent before this is in the stopped replica's socket buffer and
+        # reaches it on resume; what it writes after it does not.
+        subprocess.run(["redis-cli", "-p", str(args.kill_port), "client", "kill", "type",
+                        "replica"], check=False, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        time.sleep(min(0.5, kill_at))
+    else:
+        time.sleep(kill_at)
     os.kill(int(args.kill_pid), signal.SIGSTOP if args.hang else signal.SIGKILL)
+    if args.lag_pid:
+        os.kill(args.lag_pid, signal.SIGCONT)
+        time.sleep(0.1)
+        subprocess.run(["redis-cli", "-p", str(args.lag_port), "cluster", "failover", "takeover"],
+                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # As an operator (or a supervisor) would: the node comes back, and rejoins as a replica
     # of the master its replica became.
     time.sleep(args.restart_after)
