@@ -59,8 +59,14 @@ async fn pay_and_cancel_fired_together_never_end_paid_and_cancelled() {
         async move {
             let key = format!("race-{order}");
             // 0 to 175 ms: from simultaneous to one clearly ahead (sixteen pairs at once
-            // take tens of milliseconds each on a debug build).
-            let head_start = Duration::from_millis((user / 2 % 8) * 25);
+            // take tens of milliseconds each on a debug build). Users 1 and 2 wait a whole
+            // second, so that each order of arrival happens at least once even on a machine
+            // so loaded that 175 ms decide nothing (CI once saw 16 cancels win).
+            let head_start = Duration::from_millis(if *user <= 2 {
+                1000
+            } else {
+                (user / 2 % 8) * 25
+            });
             let (pay_first, cancel_first) = if user % 2 == 0 {
                 (Duration::ZERO, head_start)
             } else {
