@@ -66,16 +66,9 @@ impl Resources {
             settings.idempotency.ttl_secs,
             settings.writer.max_backlog,
         );
-        let (replicas, timeout_ms) = (
-            settings.redis.replica_acks,
-            settings.redis.replica_ack_timeout_ms,
-        );
-        if replicas > 0 {
-            // `WAIT` blocks the connection it is sent on: confirmations get one of their own.
-            // Redis checks a blocked client's timeout about ten times a second: its response
-            // timeout allows for that and the round trip.
-            let own = redis.own(Duration::from_millis(timeout_ms + 2_000)).await?;
-            gate = gate.with_replica_acks(replicas, timeout_ms, own);
+        if let Some(own) = confirmations(&redis, &settings.redis).await? {
+            let r = &settings.redis;
+            gate = gate.with_replica_acks(r.replica_acks, r.replica_ack_timeout_ms, own);
         }
         Ok(Self {
             settings,
@@ -99,18 +92,36 @@ impl Resources {
         let mut db_settings = self.settings.database.clone();
         db_settings.max_connections = (self.settings.writer.max_in_flight as u32).max(1) + 1;
         let db = store::connect(&db_settings).await?;
-        let writer = Writer::new(
+        let mut writer = Writer::new(
             &self.redis,
             db,
             self.gate.keys().clone(),
             self.settings.writer.clone(),
         )
         .await?;
+        if let Some(own) = confirmations(&self.redis, &self.settings.redis).await? {
+            let r = &self.settings.redis;
+            writer = writer.with_replica_acks(r.replica_acks, r.replica_ack_timeout_ms, own);
+        }
         // Half the stop's budget for draining the streams: the join in
         // `run_until_stopped` waits at most the whole of it.
         let drain_for = Duration::from_secs(self.settings.server.shutdown_timeout_secs) / 2;
         Ok(tokio::spawn(writer.run(shutdown, drain_for)))
     }
+}
+
+/// With `redis.replica_acks`, a connection for replica confirmations: one of their own,
+/// because `WAIT` blocks the connection it is sent on. Redis checks a blocked client's
+/// timeout about ten times a second: the response timeout allows for that and the round trip.
+async fn confirmations(
+    redis: &RedisClient,
+    settings: &crate::configuration::RedisSettings,
+) -> redis::RedisResult<Option<crate::redis_conn::RedisConn>> {
+    if settings.replica_acks == 0 {
+        return Ok(None);
+    }
+    let timeout = Duration::from_millis(settings.replica_ack_timeout_ms + 2_000);
+    Ok(Some(redis.own(timeout).await?))
 }
 
 /// Runs `attempt` until it succeeds or `wait` has passed, logging each failure.

@@ -313,17 +313,19 @@ impl Gate {
             .await?;
         let mut outcome = GateOutcome::parse(reply)?;
         let replicas = self.replica_acks.required();
-        if replicas > 0
-            && matches!(
-                outcome,
-                GateOutcome::Accepted { .. }
-                    | GateOutcome::Replay(_)
-                    | GateOutcome::AlreadyPurchased(_)
-            )
-        {
-            // A replay too (its first answer may have been this very 503), and an
-            // already_purchased: each shows the buyer an order.
-            let reached = self.replica_acks.confirm(&k, attempt.user).await?;
+        // A replay too (its first answer may have been this very 503), and an
+        // already_purchased: each shows the buyer an order.
+        let shown = match &outcome {
+            GateOutcome::Accepted { order, .. }
+            | GateOutcome::Replay(order)
+            | GateOutcome::AlreadyPurchased(order) => Some(order.order_id),
+            _ => None,
+        };
+        if let Some(order_id) = shown.filter(|_| replicas > 0) {
+            let reached = self
+                .replica_acks
+                .confirm(&k, attempt.user, order_id)
+                .await?;
             if reached < replicas {
                 metrics::counter!("seckill_replica_ack_timeouts_total").increment(1);
                 outcome = GateOutcome::NotReplicated { reached };

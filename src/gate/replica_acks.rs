@@ -50,7 +50,8 @@ struct Group {
 }
 
 struct Waiter {
-    user: u64,
+    /// (user id, order id)
+    order: (u64, u64),
     answer: oneshot::Sender<redis::RedisResult<u32>>,
 }
 
@@ -81,12 +82,18 @@ impl ReplicaAcks {
         self.replicas
     }
 
-    /// How many replicas have `user`'s order in this activity: 0 when the master does not
-    /// have it (any more). Call after the purchase script answered.
-    pub async fn confirm(&self, keys: &ActivityKeys, user: UserId) -> redis::RedisResult<u32> {
+    /// How many replicas have `user`'s order `order_id` in this activity: 0 when the master
+    /// does not have it (any more). Call after the purchase script answered.
+    pub async fn confirm(
+        &self,
+        keys: &ActivityKeys,
+        user: UserId,
+        order_id: u64,
+    ) -> redis::RedisResult<u32> {
+        let order = (user.get(), order_id);
         let group = self.group(&keys.buyers);
         let (tx, mut rx) = oneshot::channel();
-        push(&group, user.get(), tx);
+        push(&group, order, tx);
         let _flight = group.flight.lock().await;
         match rx.try_recv() {
             // A confirmation sent after this buyer arrived has answered while we queued.
@@ -96,16 +103,16 @@ impl ReplicaAcks {
             // queue again, and lead the next one.
             Err(oneshot::error::TryRecvError::Closed) => {
                 let (tx, again) = oneshot::channel();
-                push(&group, user.get(), tx);
+                push(&group, order, tx);
                 rx = again;
             }
         }
         let batch = std::mem::take(&mut *lock(&group.pending));
-        let users: Vec<u64> = batch.iter().map(|w| w.user).collect();
-        let answers = self.check(keys, &users).await;
+        let orders: Vec<(u64, u64)> = batch.iter().map(|w| w.order).collect();
+        let answers = self.check(keys, &orders).await;
         for (i, waiter) in batch.into_iter().enumerate() {
             let answer = match &answers {
-                Ok((found, reached)) if found.get(i) == Some(&1) => Ok(*reached),
+                Ok((found, reached)) if found.get(i) == Some(&true) => Ok(*reached),
                 Ok(_) => Ok(0),
                 Err(e) => Err(e.clone()),
             };
@@ -120,14 +127,16 @@ impl ReplicaAcks {
         })
     }
 
-    /// One confirmation: the check script and `WAIT`, pipelined on the slot's master.
-    async fn check(
+    /// One confirmation of `orders` (user id, order id): which of them this master holds,
+    /// and how many replicas have everything it held when asked. The check script and
+    /// `WAIT`, pipelined on the activity's master.
+    pub async fn check(
         &self,
         keys: &ActivityKeys,
-        users: &[u64],
-    ) -> redis::RedisResult<(Vec<i64>, u32)> {
+        orders: &[(u64, u64)],
+    ) -> redis::RedisResult<(Vec<bool>, u32)> {
         let Some(conn) = &self.conn else {
-            return Ok((vec![1; users.len()], 0));
+            return Ok((vec![true; orders.len()], 0));
         };
         metrics::counter!("seckill_replica_waits_total").increment(1);
         let mut pipe = redis::pipe();
@@ -137,15 +146,20 @@ impl ReplicaAcks {
             .arg(super::script_source("replica_check").unwrap_or_default())
             .arg(2)
             .arg(&keys.buyers)
-            .arg(&keys.replicated)
-            .arg(users);
+            .arg(&keys.replicated);
+        for (user, order_id) in orders {
+            pipe.arg(user).arg(order_id);
+        }
         pipe.cmd("WAIT").arg(self.replicas).arg(self.timeout_ms);
         // The connection's own response timeout (a little above the WAIT's) bounds this: a
         // timeout there also makes a cluster connection look for a new master.
         let reply = conn.clone().pipeline_on(&keys.buyers, &pipe).await?;
         match reply.as_slice() {
             [found, reached] => Ok((
-                redis::from_redis_value_ref(found)?,
+                redis::from_redis_value_ref::<Vec<i64>>(found)?
+                    .into_iter()
+                    .map(|f| f == 1)
+                    .collect(),
                 redis::from_redis_value_ref(reached)?,
             )),
             _ => Err(redis::RedisError::from((
@@ -164,8 +178,8 @@ impl ReplicaAcks {
     }
 }
 
-fn push(group: &Group, user: u64, answer: oneshot::Sender<redis::RedisResult<u32>>) {
-    lock(&group.pending).push(Waiter { user, answer });
+fn push(group: &Group, order: (u64, u64), answer: oneshot::Sender<redis::RedisResult<u32>>) {
+    lock(&group.pending).push(Waiter { order, answer });
 }
 
 /// These locks are never held across an await or a call that can panic; a poisoned one

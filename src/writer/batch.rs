@@ -24,7 +24,7 @@ use super::persist::{persist_batch, BatchOutcome, PersistError};
 use super::terms::TermsCache;
 use crate::domain::ActivityId;
 use crate::gate::stream::dead_letter;
-use crate::gate::{ActivityKeys, WRITER_GROUP};
+use crate::gate::{ActivityKeys, ReplicaAcks, WRITER_GROUP};
 use crate::store::is_data_error;
 
 /// Failed attempts per (stream, entry id) — entry ids repeat across streams — for the
@@ -79,6 +79,8 @@ pub(super) struct Batch {
     /// ones), more than the writer's pool has connections; they queue here rather than on
     /// the pool, whose acquire timeout would turn a wait into a failure and a backoff.
     pub permits: Arc<tokio::sync::Semaphore>,
+    /// With `redis.replica_acks`: only entries the replicas have are stored.
+    pub replica_acks: Option<Arc<ReplicaAcks>>,
 }
 
 impl Batch {
@@ -94,6 +96,9 @@ impl Batch {
                 Ok(i) => intents.push((i, idx)),
                 Err(reason) => poison.push((idx, reason)),
             }
+        }
+        if let Some(acks) = &self.replica_acks {
+            intents = self.replicated(acks, intents, &mut poison).await?;
         }
         let mut result = Ok(());
         if !intents.is_empty() {
@@ -122,6 +127,48 @@ impl Batch {
             self.dead_letter(&self.entries[idx], &reason).await?;
         }
         result
+    }
+
+    /// The intents whose orders the replicas have. An order the master does not hold (a
+    /// failover lost it before it was replicated: its buyer was answered 503, and a retry
+    /// may have made another order) goes to the dead letters, never to MySQL. While the
+    /// replicas lag, nothing is stored: the entries stay pending and are read again.
+    async fn replicated(
+        &self,
+        acks: &ReplicaAcks,
+        intents: Vec<(OrderIntent, usize)>,
+        poison: &mut Vec<(usize, String)>,
+    ) -> anyhow::Result<Vec<(OrderIntent, usize)>> {
+        if intents.is_empty() {
+            return Ok(intents);
+        }
+        let orders: Vec<(u64, u64)> = intents
+            .iter()
+            .map(|(i, _)| (i.user_id, i.order_id))
+            .collect();
+        let (found, reached) = acks.check(&self.keys, &orders).await?;
+        if reached < acks.required() {
+            anyhow::bail!(
+                "{} entries of activity {} are on {reached} replica(s), fewer than {}: not stored yet",
+                intents.len(),
+                self.activity,
+                acks.required()
+            );
+        }
+        let mut kept = Vec::with_capacity(intents.len());
+        for ((intent, idx), on_master) in intents.into_iter().zip(found) {
+            if on_master {
+                kept.push((intent, idx));
+            } else {
+                poison.push((
+                    idx,
+                    "the master does not hold this order: a failover lost the accept before \
+                     a replica had it (its buyer was answered 503)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(kept)
     }
 
     /// Persists and acks `intents` in one transaction.

@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::configuration::WriterSettings;
 use crate::domain::ActivityId;
-use crate::gate::{stream_backlog, ActivityKeys, KeySpace, WRITER_GROUP};
+use crate::gate::{stream_backlog, ActivityKeys, KeySpace, ReplicaAcks, WRITER_GROUP};
 use batch::{Attempts, Batch};
 
 /// How often the writer re-reads the set of activities (new sales start mid-run) and looks
@@ -96,6 +96,8 @@ pub struct Writer {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     /// Set while draining at a graceful stop: reads return at once instead of blocking.
     draining: bool,
+    /// With `redis.replica_acks`: entries are stored only once the replicas have them.
+    replica_acks: Option<std::sync::Arc<ReplicaAcks>>,
 }
 
 impl Writer {
@@ -131,7 +133,19 @@ impl Writer {
             terms: Default::default(),
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
             draining: false,
+            replica_acks: None,
         })
+    }
+
+    /// Stores an entry only once `replicas` replicas have its order ([`ReplicaAcks`]): an
+    /// accept the master had not yet passed on can vanish in a failover, and the buyer's
+    /// retry then makes another order, which MySQL must be free to take. `conn` is a
+    /// connection of the writer's own (`WAIT` blocks it).
+    pub fn with_replica_acks(mut self, replicas: u32, timeout_ms: u64, conn: RedisConn) -> Self {
+        self.replica_acks = Some(std::sync::Arc::new(ReplicaAcks::new(
+            replicas, timeout_ms, conn,
+        )));
+        self
     }
 
     /// This process's consumer name in the group.
@@ -533,6 +547,7 @@ impl Writer {
             terms: self.terms.clone(),
             max_attempts: self.settings.max_attempts.max(1),
             permits: self.permits.clone(),
+            replica_acks: self.replica_acks.clone(),
         }
     }
 }
