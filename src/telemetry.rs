@@ -88,9 +88,18 @@ fn describe_metrics() {
     );
     describe_counter!(
         "seckill_writer_orders_total",
-        "Orders the writer handled, by result (created, rejected, duplicate, dead_letter)"
+        "Orders the writer handled, by result (created, rejected, duplicate, dead_letter; with \
+         redis.replica_acks also not_replicated: left pending, and lost: dropped, its master \
+         no longer holds it)"
     );
-    for result in ["created", "rejected", "duplicate", "dead_letter"] {
+    for result in [
+        "created",
+        "rejected",
+        "duplicate",
+        "dead_letter",
+        "not_replicated",
+        "lost",
+    ] {
         metrics::counter!("seckill_writer_orders_total", "result" => result).absolute(0);
     }
     describe_counter!(

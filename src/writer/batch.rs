@@ -98,7 +98,12 @@ impl Batch {
             }
         }
         if let Some(acks) = &self.replica_acks {
-            intents = self.replicated(acks, intents, &mut poison).await?;
+            match self.replicated(acks, intents).await? {
+                Some(kept) => intents = kept,
+                // Not on the replicas yet: these entries stay pending (XAUTOCLAIM hands them
+                // back after `writer.claim_idle_ms`), and the other activities go on.
+                None => return Ok(()),
+            }
         }
         let mut result = Ok(());
         if !intents.is_empty() {
@@ -129,18 +134,19 @@ impl Batch {
         result
     }
 
-    /// The intents whose orders the replicas have. An order the master does not hold (a
-    /// failover lost it before it was replicated: its buyer was answered 503, and a retry
-    /// may have made another order) goes to the dead letters, never to MySQL. While the
-    /// replicas lag, nothing is stored: the entries stay pending and are read again.
+    /// The intents whose orders the replicas have, or `None` while the replicas lag (this
+    /// batch waits; one shard without its replica must not hold up the others). An order the
+    /// master does not hold is dropped from the stream, never stored: a failover lost the
+    /// accept before a replica had it, its buyer was answered 503, and a retry may have made
+    /// another order. (Not a dead letter: `seckill recover` restores dead letters as
+    /// accepted orders.)
     async fn replicated(
         &self,
         acks: &ReplicaAcks,
         intents: Vec<(OrderIntent, usize)>,
-        poison: &mut Vec<(usize, String)>,
-    ) -> anyhow::Result<Vec<(OrderIntent, usize)>> {
+    ) -> anyhow::Result<Option<Vec<(OrderIntent, usize)>>> {
         if intents.is_empty() {
-            return Ok(intents);
+            return Ok(Some(intents));
         }
         let orders: Vec<(u64, u64)> = intents
             .iter()
@@ -148,27 +154,26 @@ impl Batch {
             .collect();
         let (found, reached) = acks.check(&self.keys, &orders).await?;
         if reached < acks.required() {
-            anyhow::bail!(
-                "{} entries of activity {} are on {reached} replica(s), fewer than {}: not stored yet",
-                intents.len(),
-                self.activity,
-                acks.required()
-            );
+            metrics::counter!("seckill_writer_orders_total", "result" => "not_replicated")
+                .increment(intents.len() as u64);
+            tracing::debug!(activity = %self.activity, entries = intents.len(), reached,
+                "entries not on enough replicas yet: left pending");
+            return Ok(None);
         }
         let mut kept = Vec::with_capacity(intents.len());
         for ((intent, idx), on_master) in intents.into_iter().zip(found) {
             if on_master {
                 kept.push((intent, idx));
             } else {
-                poison.push((
-                    idx,
-                    "the master does not hold this order: a failover lost the accept before \
-                     a replica had it (its buyer was answered 503)"
-                        .into(),
-                ));
+                tracing::warn!(activity = %self.activity, order_id = intent.order_id,
+                    user_id = intent.user_id,
+                    "order dropped: its master no longer holds it (lost in a failover before a \
+                     replica had it; its buyer was answered 503)");
+                metrics::counter!("seckill_writer_orders_total", "result" => "lost").increment(1);
+                self.ack(&[intent.entry_id.as_str()]).await?;
             }
         }
-        Ok(kept)
+        Ok(Some(kept))
     }
 
     /// Persists and acks `intents` in one transaction.
