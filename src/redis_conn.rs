@@ -131,17 +131,12 @@ impl RedisConn {
             Self::Cluster(c) => {
                 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
                 let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
-                let reply = c
-                    .current()
-                    .route_pipeline(
-                        pipeline.clone(),
-                        0,
-                        pipeline.len(),
-                        SingleNodeRoutingInfo::SpecificNode(route),
-                    )
-                    .await;
-                c.after(&reply);
-                reply
+                let route = SingleNodeRoutingInfo::SpecificNode(route);
+                c.run(|mut conn| async move {
+                    conn.route_pipeline(pipeline.clone(), 0, pipeline.len(), route)
+                        .await
+                })
+                .await
             }
             other => pipeline.query_async(other).await,
         }
@@ -156,9 +151,8 @@ impl ConnectionLike for RedisConn {
             Self::Cluster(c) => {
                 let c = c.clone();
                 Box::pin(async move {
-                    let reply = c.current().req_packed_command(cmd).await;
-                    c.after(&reply);
-                    reply
+                    c.run(|mut conn| async move { conn.req_packed_command(cmd).await })
+                        .await
                 })
             }
         }
@@ -176,12 +170,10 @@ impl ConnectionLike for RedisConn {
             Self::Cluster(c) => {
                 let c = c.clone();
                 Box::pin(async move {
-                    let reply = c
-                        .current()
-                        .req_packed_commands(pipeline, offset, count)
-                        .await;
-                    c.after(&reply);
-                    reply
+                    c.run(|mut conn| async move {
+                        conn.req_packed_commands(pipeline, offset, count).await
+                    })
+                    .await
                 })
             }
         }
@@ -246,11 +238,17 @@ impl ClusterConn {
             .clone()
     }
 
-    /// Looks at a reply: a timeout starts a renewal.
-    fn after<T>(&self, reply: &RedisResult<T>) {
-        if matches!(reply, Err(e) if e.is_timeout()) {
+    /// Runs one request on the connection in use now; a timeout starts a renewal.
+    async fn run<T, F, Fut>(&self, request: F) -> RedisResult<T>
+    where
+        F: FnOnce(ClusterConnection) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        let reply = request(self.current()).await;
+        if matches!(&reply, Err(e) if e.is_timeout()) {
             self.renew_soon();
         }
+        reply
     }
 
     fn renew_soon(&self) {

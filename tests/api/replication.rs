@@ -29,6 +29,15 @@ async fn replicas(app: &TestApp) -> u32 {
         .unwrap_or(0)
 }
 
+/// Buyers the activity's master holds (accepted, whether or not confirmed).
+async fn buyers_in_redis(app: &TestApp, activity: u64) -> i64 {
+    app.redis
+        .clone()
+        .hlen(app.keys(activity).buyers)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn with_replica_acks_an_accept_is_answered_only_once_a_replica_has_it() {
     let app = spawn_app_with(|s| {
@@ -58,13 +67,7 @@ async fn with_replica_acks_an_accept_is_answered_only_once_a_replica_has_it() {
         );
         // The master has it (the sale counts it), and the retry with the same key finds
         // it, and waits for the replicas again.
-        let buyers: i64 = app
-            .redis
-            .clone()
-            .hlen(app.keys(activity).buyers)
-            .await
-            .unwrap();
-        assert_eq!(buyers, 1);
+        assert_eq!(buyers_in_redis(&app, activity).await, 1);
         let (status, _, _) = problem(app.purchase(activity, 1, "k", None).await).await;
         assert_eq!(status, 503);
         // Another key of the same buyer is told about the order only once it is safe:
@@ -114,13 +117,7 @@ async fn concurrent_accepts_share_their_waits() {
         "{} WAITs for {BUYERS} concurrent accepts",
         after - before
     );
-    let buyers: i64 = app
-        .redis
-        .clone()
-        .hlen(app.keys(activity).buyers)
-        .await
-        .unwrap();
-    assert_eq!(buyers, BUYERS as i64);
+    assert_eq!(buyers_in_redis(&app, activity).await, BUYERS as i64);
 }
 
 /// A confirmation answers for the buyer's order on the master it reaches: an order that
