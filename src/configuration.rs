@@ -53,6 +53,9 @@ pub struct ServerSettings {
     pub connect_wait_secs: u64,
 }
 
+/// The longest a purchase may wait for its replicas: a buyer's client gives up long before.
+pub const MAX_REPLICA_ACK_TIMEOUT_MS: u64 = 10_000;
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisSettings {
     pub url: String,
@@ -321,6 +324,14 @@ impl Settings {
                 dev_secrets.join(" and ")
             ));
         }
+        // `WAIT n 0` blocks until n replicas answer, however long: a purchase would hang.
+        let ack_timeout = self.redis.replica_ack_timeout_ms;
+        if self.redis.replica_acks > 0 && !(1..=MAX_REPLICA_ACK_TIMEOUT_MS).contains(&ack_timeout) {
+            return Err(SettingsError::Invalid(format!(
+                "redis.replica_ack_timeout_ms must be 1..={MAX_REPLICA_ACK_TIMEOUT_MS} when \
+                 redis.replica_acks is set, got {ack_timeout}"
+            )));
+        }
         if self.sweeper.interval_ms == 0 || self.sweeper.lease_ms <= self.sweeper.interval_ms {
             return Err(SettingsError::Invalid(format!(
                 "sweeper.lease_ms ({}) must exceed sweeper.interval_ms ({}), which must not be 0",
@@ -443,5 +454,18 @@ mod tests {
         let mut s = dev();
         s.ids.instance_id = 1024;
         assert!(s.check().is_err());
+    }
+
+    #[test]
+    fn replica_ack_timeout_must_bound_the_wait() {
+        let mut s = dev();
+        s.redis.replica_ack_timeout_ms = 0;
+        assert!(s.check().is_ok(), "no confirmations: the timeout is unused");
+        s.redis.replica_acks = 1;
+        assert!(s.check().unwrap_err().to_string().contains("1..=10000"));
+        s.redis.replica_ack_timeout_ms = MAX_REPLICA_ACK_TIMEOUT_MS + 1;
+        assert!(s.check().is_err());
+        s.redis.replica_ack_timeout_ms = MAX_REPLICA_ACK_TIMEOUT_MS;
+        assert!(s.check().is_ok());
     }
 }

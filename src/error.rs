@@ -133,6 +133,14 @@ impl ApiError {
         }
     }
 
+    /// An accepted order that fewer than `redis.replica_acks` replicas confirmed in time.
+    pub fn not_replicated(reached: u32) -> Self {
+        Self::Unavailable(format!(
+            "the purchase reached {reached} Redis replica(s) in time, fewer than required; \
+             retry with the same Idempotency-Key for its answer"
+        ))
+    }
+
     /// Wraps any unexpected failure; logged in full, answered as a bare 500.
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         Self::Internal(e.into())
@@ -145,6 +153,19 @@ impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
         tracing::warn!(error = %e, "redis unavailable");
         Self::Unavailable("redis unreachable".into())
+    }
+}
+
+/// An order only Redis holds that cannot be shown yet is `503`, as its purchase was.
+impl From<crate::gate::LookupError> for ApiError {
+    fn from(e: crate::gate::LookupError) -> Self {
+        match e {
+            crate::gate::LookupError::Redis(e) => e.into(),
+            crate::gate::LookupError::NotReplicated { reached } => Self::Unavailable(format!(
+                "the order reached {reached} Redis replica(s) in time, fewer than required; \
+                 ask again shortly"
+            )),
+        }
     }
 }
 

@@ -22,12 +22,15 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, RedisResult, Valu
 
 use crate::configuration::RedisSettings;
 
-/// Where the service's Redis is: one server, or a cluster.
+/// Where the service's Redis is: one server, or a cluster (its seed nodes).
 #[derive(Clone)]
 pub enum RedisClient {
     Single(redis::Client),
-    Cluster(Box<ClusterClient>),
+    Cluster(Arc<[redis::ConnectionInfo]>),
 }
+
+/// How long a connection to a node may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A connection to the service's Redis, cheap to clone (clones share one connection).
 #[derive(Clone)]
@@ -46,12 +49,14 @@ impl RedisClient {
         Ok(if settings.cluster_nodes.is_empty() {
             Self::Single(redis::Client::open(settings.url.as_str())?)
         } else {
-            Self::Cluster(Box::new(
-                ClusterClient::builder(settings.cluster_nodes.iter().map(String::as_str))
-                    .connection_timeout(Duration::from_secs(2))
-                    .response_timeout(Duration::from_secs(2))
-                    .build()?,
-            ))
+            let nodes = settings
+                .cluster_nodes
+                .iter()
+                .map(|n| redis::IntoConnectionInfo::into_connection_info(n.as_str()))
+                .collect::<RedisResult<Arc<[_]>>>()?;
+            // Checks the rest of the configuration once, here, rather than at each connect.
+            cluster_client(&nodes, Duration::from_secs(2))?;
+            Self::Cluster(nodes)
         })
     }
 
@@ -85,15 +90,16 @@ impl RedisClient {
         match self {
             Self::Single(client) => {
                 let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(response_timeout))
                     .set_number_of_retries(2);
                 Ok(RedisConn::Managed(
                     ConnectionManager::new_with_config(client.clone(), config).await?,
                 ))
             }
-            Self::Cluster(client) => Ok(RedisConn::Cluster(
-                ClusterConn::connect((**client).clone(), response_timeout).await?,
+            Self::Cluster(nodes) => Ok(RedisConn::Cluster(
+                ClusterConn::connect(cluster_client(nodes, response_timeout)?, response_timeout)
+                    .await?,
             )),
         }
     }
@@ -104,7 +110,7 @@ impl RedisClient {
         match self {
             Self::Single(client) => {
                 let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(None);
                 Ok(RedisConn::Multiplexed(
                     client
@@ -132,9 +138,10 @@ impl RedisConn {
                 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
                 let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
                 let route = SingleNodeRoutingInfo::SpecificNode(route);
+                let pipeline = pipeline.clone();
                 c.run(|mut conn| async move {
-                    conn.route_pipeline(pipeline.clone(), 0, pipeline.len(), route)
-                        .await
+                    let len = pipeline.len();
+                    conn.route_pipeline(pipeline, 0, len, route).await
                 })
                 .await
             }
@@ -149,9 +156,9 @@ impl ConnectionLike for RedisConn {
             Self::Managed(c) => c.req_packed_command(cmd),
             Self::Multiplexed(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => {
-                let c = c.clone();
+                let (c, cmd) = (c.clone(), cmd.clone());
                 Box::pin(async move {
-                    c.run(|mut conn| async move { conn.req_packed_command(cmd).await })
+                    c.run(|mut conn| async move { conn.req_packed_command(&cmd).await })
                         .await
                 })
             }
@@ -168,10 +175,10 @@ impl ConnectionLike for RedisConn {
             Self::Managed(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => {
-                let c = c.clone();
+                let (c, pipeline) = (c.clone(), pipeline.clone());
                 Box::pin(async move {
                     c.run(|mut conn| async move {
-                        conn.req_packed_commands(pipeline, offset, count).await
+                        conn.req_packed_commands(&pipeline, offset, count).await
                     })
                     .await
                 })
@@ -199,6 +206,11 @@ impl ConnectionLike for RedisConn {
 /// background (at most once per [`RENEW_EVERY`]): it reads the slot map afresh, cannot
 /// connect to the hung node, and so routes its slots to the promoted replica once the
 /// cluster has failed over. Requests in flight finish on the old connection.
+///
+/// Each request runs as a task of its own, so it lives to its answer or its timeout even
+/// when its caller gives up first (a client that hangs up drops its HTTP handler): were the
+/// timeouts only seen by callers, clients quicker to give up than the response timeout
+/// would keep a hung master routed for good.
 #[derive(Clone)]
 pub struct ClusterConn {
     shared: Arc<ClusterShared>,
@@ -238,17 +250,31 @@ impl ClusterConn {
             .clone()
     }
 
-    /// Runs one request on the connection in use now; a timeout starts a renewal.
+    /// Runs one request on the connection in use now, as a task of its own; a timeout
+    /// starts a renewal.
     async fn run<T, F, Fut>(&self, request: F) -> RedisResult<T>
     where
+        T: Send + 'static,
         F: FnOnce(ClusterConnection) -> Fut,
-        Fut: std::future::Future<Output = RedisResult<T>>,
+        Fut: std::future::Future<Output = RedisResult<T>> + Send + 'static,
     {
-        let reply = request(self.current()).await;
-        if matches!(&reply, Err(e) if e.is_timeout()) {
-            self.renew_soon();
-        }
-        reply
+        let this = self.clone();
+        let reply = request(self.current());
+        tokio::spawn(async move {
+            let reply = reply.await;
+            if matches!(&reply, Err(e) if e.is_timeout()) {
+                this.renew_soon();
+            }
+            reply
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "a Redis Cluster request's task failed",
+                e.to_string(),
+            )))
+        })
     }
 
     fn renew_soon(&self) {
@@ -278,12 +304,36 @@ impl ClusterConn {
     }
 }
 
+/// A cluster client whose every request (retries and redirects included) gives up after
+/// `response_timeout`. redis-rs fixes that overall bound when the client is built, so a
+/// connection with another timeout needs a client of its own.
+fn cluster_client(
+    nodes: &[redis::ConnectionInfo],
+    response_timeout: Duration,
+) -> RedisResult<ClusterClient> {
+    ClusterClient::builder(nodes.iter().cloned())
+        .connection_timeout(CONNECT_TIMEOUT)
+        .response_timeout(response_timeout)
+        .overall_response_timeout(Some(response_timeout))
+        .build()
+}
+
+/// Opens a cluster connection: reads the slot map, connects to every master. Bounded as a
+/// whole (redis-rs bounds each step, not their sum), so a reconnect cannot hang the caller.
 async fn open_cluster(
     client: &ClusterClient,
     response_timeout: Duration,
 ) -> RedisResult<ClusterConnection> {
     let config = redis::cluster::ClusterConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
+        .set_connection_timeout(CONNECT_TIMEOUT)
         .set_response_timeout(response_timeout);
-    client.get_async_connection_with_config(config).await
+    let bound = CONNECT_TIMEOUT + response_timeout;
+    tokio::time::timeout(bound, client.get_async_connection_with_config(config))
+        .await
+        .unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "opening a Redis Cluster connection timed out",
+            )))
+        })
 }

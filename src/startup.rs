@@ -21,7 +21,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::auth::{AdminAuth, BuyerAuth};
 use crate::configuration::Settings;
-use crate::gate::{Gate, KeySpace};
+use crate::gate::{Gate, KeySpace, ReplicaAcks};
 use crate::lifecycle::Sweeper;
 use crate::payment::ProviderClient;
 use crate::redis_conn::RedisClient;
@@ -66,10 +66,10 @@ impl Resources {
             settings.idempotency.ttl_secs,
             settings.writer.max_backlog,
         );
-        if let Some(own) = confirmations(&redis, &settings.redis).await? {
-            let r = &settings.redis;
-            gate = gate.with_replica_acks(r.replica_acks, r.replica_ack_timeout_ms, own);
-        }
+        let r = &settings.redis;
+        let acks =
+            ReplicaAcks::connect(&redis, r.replica_acks, r.replica_ack_timeout_ms, "purchase");
+        gate = gate.with_replica_acks(acks.await?);
         Ok(Self {
             settings,
             redis,
@@ -99,29 +99,19 @@ impl Resources {
             self.settings.writer.clone(),
         )
         .await?;
-        if let Some(own) = confirmations(&self.redis, &self.settings.redis).await? {
-            let r = &self.settings.redis;
-            writer = writer.with_replica_acks(r.replica_acks, r.replica_ack_timeout_ms, own);
-        }
+        let r = &self.settings.redis;
+        let acks = ReplicaAcks::connect(
+            &self.redis,
+            r.replica_acks,
+            r.replica_ack_timeout_ms,
+            "writer",
+        );
+        writer = writer.with_replica_acks(acks.await?);
         // Half the stop's budget for draining the streams: the join in
         // `run_until_stopped` waits at most the whole of it.
         let drain_for = Duration::from_secs(self.settings.server.shutdown_timeout_secs) / 2;
         Ok(tokio::spawn(writer.run(shutdown, drain_for)))
     }
-}
-
-/// With `redis.replica_acks`, a connection for replica confirmations: one of their own,
-/// because `WAIT` blocks the connection it is sent on. Redis checks a blocked client's
-/// timeout about ten times a second: the response timeout allows for that and the round trip.
-async fn confirmations(
-    redis: &RedisClient,
-    settings: &crate::configuration::RedisSettings,
-) -> redis::RedisResult<Option<crate::redis_conn::RedisConn>> {
-    if settings.replica_acks == 0 {
-        return Ok(None);
-    }
-    let timeout = Duration::from_millis(settings.replica_ack_timeout_ms + 2_000);
-    Ok(Some(redis.own(timeout).await?))
 }
 
 /// Runs `attempt` until it succeeds or `wait` has passed, logging each failure.

@@ -33,6 +33,18 @@ pub struct StreamBacklog {
     pub dead_letters: u64,
 }
 
+/// Why a lookup shows no order.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// With `redis.replica_acks`: the buyer's order is on the master, but not yet on enough
+    /// replicas (a failover could still lose it), so it is not shown, as its purchase was
+    /// not answered `201`.
+    #[error("the order reached {reached} Redis replica(s), fewer than required")]
+    NotReplicated { reached: u32 },
+}
+
 type MetaFields = (
     Option<String>,
     Option<i64>,
@@ -84,13 +96,33 @@ impl Gate {
         &self,
         activity: ActivityId,
         user: UserId,
-    ) -> Result<Option<OrderRecord>, redis::RedisError> {
-        let raw: Option<String> = self
-            .conn
-            .clone()
-            .hget(self.keys.activity(activity).buyers, user.get())
-            .await?;
-        Ok(raw.as_deref().and_then(OrderRecord::parse))
+    ) -> Result<Option<OrderRecord>, LookupError> {
+        let k = self.keys.activity(activity);
+        let raw: Option<String> = self.conn.clone().hget(&k.buyers, user.get()).await?;
+        let Some(record) = raw.as_deref().and_then(OrderRecord::parse) else {
+            return Ok(None);
+        };
+        self.replicated(&k, user, record.order_id).await?;
+        Ok(Some(record))
+    }
+
+    /// With `redis.replica_acks`: an order only Redis holds is shown only once enough
+    /// replicas have it, like its purchase's `201`.
+    async fn replicated(
+        &self,
+        k: &ActivityKeys,
+        user: UserId,
+        order_id: u64,
+    ) -> Result<(), LookupError> {
+        let required = self.replica_acks.required();
+        if required == 0 {
+            return Ok(());
+        }
+        let reached = self.replica_acks.confirm(k, user, order_id).await?;
+        if reached < required {
+            return Err(LookupError::NotReplicated { reached });
+        }
+        Ok(())
     }
 
     /// Finds an accepted order of this buyer by id across every seeded activity: an order
@@ -99,7 +131,7 @@ impl Gate {
         &self,
         user: UserId,
         order_id: u64,
-    ) -> Result<Option<(ActivityId, OrderRecord)>, redis::RedisError> {
+    ) -> Result<Option<(ActivityId, OrderRecord)>, LookupError> {
         let mut conn = self.conn.clone();
         let ids: Vec<u64> = conn.smembers(self.keys.activities()).await?;
         if ids.is_empty() {
@@ -114,10 +146,15 @@ impl Gate {
                 async move { conn.hget(buyers, user.get()).await }
             }))
             .await?;
-        Ok(ids.into_iter().zip(records).find_map(|(id, raw)| {
+        let found = ids.into_iter().zip(records).find_map(|(id, raw)| {
             let record = OrderRecord::parse(raw.as_deref()?)?;
             (record.order_id == order_id).then_some((ActivityId::new(id), record))
-        }))
+        });
+        if let Some((activity, _)) = &found {
+            self.replicated(&self.keys.activity(*activity), user, order_id)
+                .await?;
+        }
+        Ok(found)
     }
 
     /// The activity's price and payment window as seeded (`None` for a state seeded before

@@ -24,7 +24,7 @@ pub mod stream;
 mod sweeper_lock;
 
 pub use keys::{ActivityKeys, KeySpace};
-pub use lookup::{stream_backlog, ActivitySnapshot, StreamBacklog};
+pub use lookup::{stream_backlog, ActivitySnapshot, LookupError, StreamBacklog};
 pub use payment_token::{IssuedToken, PaymentToken, TokenState, TokenUse};
 pub use record::OrderRecord;
 pub use replica_acks::ReplicaAcks;
@@ -259,10 +259,10 @@ impl Gate {
     }
 
     /// Answers a purchase (or a replay of it, or an `already_purchased` naming it) only
-    /// once `replicas` replicas have it, else [`GateOutcome::NotReplicated`]: see
-    /// [`ReplicaAcks`] (`conn` is its own connection, which `WAIT` blocks).
-    pub fn with_replica_acks(mut self, replicas: u32, timeout_ms: u64, conn: RedisConn) -> Self {
-        self.replica_acks = Arc::new(ReplicaAcks::new(replicas, timeout_ms, conn));
+    /// once `acks` says enough replicas have it, else [`GateOutcome::NotReplicated`]: see
+    /// [`ReplicaAcks`].
+    pub fn with_replica_acks(mut self, acks: ReplicaAcks) -> Self {
+        self.replica_acks = Arc::new(acks);
         self
     }
 

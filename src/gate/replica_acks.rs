@@ -14,39 +14,58 @@
 //! accept; its buyer is told 503 (the retry with the same key then gets the truth) instead
 //! of `201` for an order that is gone.
 //!
-//! Why a connection of its own: Redis reads no further command from a client blocked in
+//! Why connections of their own: Redis reads no further command from a client blocked in
 //! `WAIT`, so on the shared connection every other command of the process to that master
-//! (purchases, the instance lease) would queue behind it.
+//! (purchases, the instance lease) would queue behind it. One per confirmation in flight
+//! (a small pool): on a shared one, an activity whose replicas lag would hold up the
+//! confirmations of every other activity on that master, each waiting its whole timeout
+//! in turn.
 //!
 //! Why many at a time: accepts of one activity group-commit. At most one confirmation per
 //! activity is in flight; the buyers who arrive meanwhile are confirmed together by the
 //! next one (one script call and one `WAIT` for all of them). A confirmation that fails or
 //! times out answers `503` to the buyers of its batch only; the next batch starts afresh.
+//! A confirmation runs as a task of its own: the buyer who started it may hang up, the
+//! others in its batch still get their answer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use super::ActivityKeys;
 use crate::domain::UserId;
-use crate::redis_conn::RedisConn;
+use crate::redis_conn::{RedisClient, RedisConn};
 
 /// How many replicas must confirm an accept, how long to wait, and the batches in flight.
 pub struct ReplicaAcks {
     replicas: u32,
     timeout_ms: u64,
-    /// The confirmations' own connection; `None` when `replicas` is 0.
-    conn: Option<RedisConn>,
+    /// Who confirms, for the metrics: `purchase` (the gate) or `writer`.
+    by: &'static str,
+    /// The confirmations' own connections; `None` when `replicas` is 0.
+    pool: Option<Pool>,
     groups: Mutex<HashMap<String, Arc<Group>>>,
 }
+
+/// Connections used for confirmations only, one per confirmation in flight.
+struct Pool {
+    client: RedisClient,
+    response_timeout: Duration,
+    idle: Mutex<Vec<RedisConn>>,
+}
+
+/// Idle confirmation connections kept open; more are opened while more confirmations are
+/// in flight (at most one per activity and process, and the writer's).
+const IDLE_KEPT: usize = 8;
 
 /// The buyers of one activity waiting for a confirmation.
 #[derive(Default)]
 struct Group {
     pending: Mutex<Vec<Waiter>>,
     /// Held by the one confirmation in flight.
-    flight: tokio::sync::Mutex<()>,
+    flight: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Waiter {
@@ -61,20 +80,50 @@ impl ReplicaAcks {
         Self {
             replicas: 0,
             timeout_ms: 0,
-            conn: None,
+            by: "purchase",
+            pool: None,
             groups: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Confirmations by `replicas` replicas, waiting up to `timeout_ms`, sent over `conn`
-    /// (a connection used for nothing else: `WAIT` blocks it).
-    pub fn new(replicas: u32, timeout_ms: u64, conn: RedisConn) -> Self {
-        Self {
+    /// Confirmations by `replicas` replicas (0: [`ReplicaAcks::off`]), each waiting up to
+    /// `timeout_ms`, on connections of their own opened from `client`. Opens the first one
+    /// now, so that a Redis that cannot be reached fails at startup. `by` names the caller
+    /// in the metrics.
+    pub async fn connect(
+        client: &RedisClient,
+        replicas: u32,
+        timeout_ms: u64,
+        by: &'static str,
+    ) -> redis::RedisResult<Self> {
+        if replicas == 0 {
+            return Ok(Self::off());
+        }
+        // Redis checks a blocked client's timeout about ten times a second: the response
+        // timeout allows for that and the round trip.
+        let response_timeout = Duration::from_millis(timeout_ms) + Duration::from_secs(2);
+        let mut first = client.own(response_timeout).await?;
+        match fewest_replicas(client, &mut first).await {
+            Ok(have) if have < replicas => tracing::warn!(
+                replica_acks = replicas,
+                fewest_replicas = have,
+                "redis.replica_acks exceeds the replicas of a master: its purchases will be \
+                 answered 503 until it has enough"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot count the Redis replicas"),
+        }
+        Ok(Self {
             replicas,
             timeout_ms,
-            conn: (replicas > 0).then_some(conn),
+            by,
+            pool: Some(Pool {
+                client: client.clone(),
+                response_timeout,
+                idle: Mutex::new(vec![first]),
+            }),
             groups: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// How many replicas an accept needs (0: none, answered at once).
@@ -85,46 +134,43 @@ impl ReplicaAcks {
     /// How many replicas have `user`'s order `order_id` in this activity: 0 when the master
     /// does not have it (any more). Call after the purchase script answered.
     pub async fn confirm(
-        &self,
+        self: &Arc<Self>,
         keys: &ActivityKeys,
         user: UserId,
         order_id: u64,
     ) -> redis::RedisResult<u32> {
-        let order = (user.get(), order_id);
         let group = self.group(&keys.buyers);
         let (tx, mut rx) = oneshot::channel();
-        push(&group, order, tx);
-        let _flight = group.flight.lock().await;
+        lock(&group.pending).push(Waiter {
+            order: (user.get(), order_id),
+            answer: tx,
+        });
+        let flight = group.flight.clone().lock_owned().await;
         match rx.try_recv() {
             // A confirmation sent after this buyer arrived has answered while we queued.
             Ok(answer) => return answer,
+            Err(oneshot::error::TryRecvError::Closed) => return Err(lost_answer()),
+            // Still queued: this buyer leads the next confirmation, for everyone queued.
             Err(oneshot::error::TryRecvError::Empty) => {}
-            // The confirmation that took this buyer was cancelled (its request went away):
-            // queue again, and lead the next one.
-            Err(oneshot::error::TryRecvError::Closed) => {
-                let (tx, again) = oneshot::channel();
-                push(&group, order, tx);
-                rx = again;
+        }
+        let this = self.clone();
+        let keys = keys.clone();
+        tokio::spawn(async move {
+            let batch = std::mem::take(&mut *lock(&group.pending));
+            let orders: Vec<(u64, u64)> = batch.iter().map(|w| w.order).collect();
+            let answers = this.check(&keys, &orders).await;
+            for (i, waiter) in batch.into_iter().enumerate() {
+                let answer = match &answers {
+                    Ok((found, reached)) if found.get(i) == Some(&true) => Ok(*reached),
+                    Ok(_) => Ok(0),
+                    Err(e) => Err(e.clone()),
+                };
+                // A waiter whose request went away has dropped its receiver: nothing to do.
+                let _ = waiter.answer.send(answer);
             }
-        }
-        let batch = std::mem::take(&mut *lock(&group.pending));
-        let orders: Vec<(u64, u64)> = batch.iter().map(|w| w.order).collect();
-        let answers = self.check(keys, &orders).await;
-        for (i, waiter) in batch.into_iter().enumerate() {
-            let answer = match &answers {
-                Ok((found, reached)) if found.get(i) == Some(&true) => Ok(*reached),
-                Ok(_) => Ok(0),
-                Err(e) => Err(e.clone()),
-            };
-            // A waiter whose request went away has dropped its receiver: nothing to do.
-            let _ = waiter.answer.send(answer);
-        }
-        rx.try_recv().unwrap_or_else(|_| {
-            Err(redis::RedisError::from((
-                redis::ErrorKind::Client,
-                "replica confirmation lost its answer",
-            )))
-        })
+            drop(flight);
+        });
+        rx.await.unwrap_or_else(|_| Err(lost_answer()))
     }
 
     /// One confirmation of `orders` (user id, order id): which of them this master holds,
@@ -135,10 +181,10 @@ impl ReplicaAcks {
         keys: &ActivityKeys,
         orders: &[(u64, u64)],
     ) -> redis::RedisResult<(Vec<bool>, u32)> {
-        let Some(conn) = &self.conn else {
+        let Some(pool) = &self.pool else {
             return Ok((vec![true; orders.len()], 0));
         };
-        metrics::counter!("seckill_replica_waits_total").increment(1);
+        metrics::counter!("seckill_replica_waits_total", "by" => self.by).increment(1);
         let mut pipe = redis::pipe();
         // EVAL with the source, not EVALSHA: a pipeline cannot fall back to loading the
         // script, and this runs once per batch, not per purchase.
@@ -151,9 +197,12 @@ impl ReplicaAcks {
             pipe.arg(user).arg(order_id);
         }
         pipe.cmd("WAIT").arg(self.replicas).arg(self.timeout_ms);
+        let mut conn = pool.take().await?;
         // The connection's own response timeout (a little above the WAIT's) bounds this: a
         // timeout there also makes a cluster connection look for a new master.
-        let reply = conn.clone().pipeline_on(&keys.buyers, &pipe).await?;
+        let reply = conn.pipeline_on(&keys.buyers, &pipe).await?;
+        // Only a connection that answered goes back: one that failed may still be blocked.
+        pool.give_back(conn);
         match reply.as_slice() {
             [found, reached] => Ok((
                 redis::from_redis_value_ref::<Vec<i64>>(found)?
@@ -170,20 +219,114 @@ impl ReplicaAcks {
         }
     }
 
+    /// The activity's group; groups nobody is in (only the map holds them) are dropped
+    /// whenever one is added, so the map holds about the activities on sale.
     fn group(&self, key: &str) -> Arc<Group> {
-        lock(&self.groups)
-            .entry(key.to_owned())
-            .or_default()
-            .clone()
+        let mut groups = lock(&self.groups);
+        if let Some(group) = groups.get(key) {
+            return group.clone();
+        }
+        // Safe under the map's lock: a group is only handed out from here.
+        groups.retain(|_, g| Arc::strong_count(g) > 1);
+        groups.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// The groups held now (for tests).
+    #[doc(hidden)]
+    pub fn groups_held(&self) -> usize {
+        lock(&self.groups).len()
     }
 }
 
-fn push(group: &Group, order: (u64, u64), answer: oneshot::Sender<redis::RedisResult<u32>>) {
-    lock(&group.pending).push(Waiter { order, answer });
+impl Pool {
+    async fn take(&self) -> redis::RedisResult<RedisConn> {
+        let idle = lock(&self.idle).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => self.client.own(self.response_timeout).await,
+        }
+    }
+
+    fn give_back(&self, conn: RedisConn) {
+        let mut idle = lock(&self.idle);
+        if idle.len() < IDLE_KEPT {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The fewest replicas any master has now: `INFO replication` on one server, `CLUSTER
+/// NODES` on a cluster.
+async fn fewest_replicas(client: &RedisClient, conn: &mut RedisConn) -> redis::RedisResult<u32> {
+    if client.is_cluster() {
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
+        return Ok(fewest_in_cluster_nodes(&nodes));
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(conn)
+        .await?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_slaves:")?.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// The fewest linked replicas of a master serving slots, from `CLUSTER NODES` (one node per
+/// line: id, address, flags, master id, ping, pong, epoch, link state, slots...).
+fn fewest_in_cluster_nodes(nodes: &str) -> u32 {
+    let rows: Vec<Vec<&str>> = nodes.lines().map(|l| l.split(' ').collect()).collect();
+    let flags = |r: &Vec<&str>, f: &str| r.get(2).is_some_and(|x| x.split(',').any(|g| g == f));
+    rows.iter()
+        .filter(|r| flags(r, "master") && !flags(r, "fail") && r.len() > 8)
+        .map(|m| {
+            rows.iter()
+                .filter(|r| {
+                    flags(r, "slave")
+                        && !flags(r, "fail")
+                        && r.get(3) == m.first()
+                        && r.get(7) == Some(&"connected")
+                })
+                .count() as u32
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+fn lost_answer() -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Client,
+        "replica confirmation lost its answer",
+    ))
 }
 
 /// These locks are never held across an await or a call that can panic; a poisoned one
 /// still holds a valid value.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fewest_in_cluster_nodes;
+
+    #[test]
+    fn counts_the_linked_replicas_of_the_masters_serving_slots() {
+        let nodes = "\
+a1 127.0.0.1:7101@17101 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7102@17102 master - 0 0 2 connected 5461-10922
+a3 127.0.0.1:7103@17103 master - 0 0 3 connected 10923-16383
+r1 127.0.0.1:7104@17104 slave a1 0 0 1 connected
+r2 127.0.0.1:7105@17105 slave a2 0 0 2 connected
+r3 127.0.0.1:7106@17106 slave a3 0 0 3 connected
+r4 127.0.0.1:7107@17107 slave a3 0 0 3 connected
+x0 127.0.0.1:7108@17108 master - 0 0 0 connected
+";
+        assert_eq!(fewest_in_cluster_nodes(nodes), 1);
+        let failed = nodes.replace("slave a2 0 0 2 connected", "slave,fail a2 0 0 2 connected");
+        assert_eq!(fewest_in_cluster_nodes(&failed), 0);
+        let unlinked = nodes.replace("slave a1 0 0 1 connected", "slave a1 0 0 1 disconnected");
+        assert_eq!(fewest_in_cluster_nodes(&unlinked), 0);
+        assert_eq!(fewest_in_cluster_nodes(""), 0);
+    }
 }

@@ -112,42 +112,38 @@ pub async fn purchase(
     metrics::counter!("seckill_purchase_total", "outcome" => outcome.label()).increment(1);
     tracing::debug!(%activity, %user, outcome = outcome.label(), "purchase decided");
 
-    let (order, next) =
-        match outcome {
-            GateOutcome::Accepted { order, .. } => (order, NextAction::Processed),
-            GateOutcome::Replay(order) => (order, NextAction::Replay),
-            GateOutcome::KeyReused => return Err(ApiError::IdempotencyKeyReused),
-            GateOutcome::NotFound => return Err(missing_state(&db, activity).await),
-            GateOutcome::QuantityOverLimit { limit } => {
-                return Err(ApiError::InvalidRequest(format!(
-                    "quantity {} is above this activity's per_user_limit of {limit}",
-                    quantity.get()
-                )))
-            }
-            GateOutcome::NotStarted => return Err(ApiError::ActivityNotStarted),
-            GateOutcome::Ended => return Err(ApiError::ActivityEnded),
-            GateOutcome::AlreadyPurchased(order) => {
-                return Err(ApiError::AlreadyPurchased {
-                    order_id: order.order_id,
-                })
-            }
-            GateOutcome::NotSeeded => {
-                return Err(ApiError::Unavailable(
-                    "the activity's stock is not seeded".into(),
-                ))
-            }
-            GateOutcome::SoldOut { .. } => return Err(ApiError::SoldOut),
-            GateOutcome::BacklogFull => return Err(ApiError::Unavailable(
+    let (order, next) = match outcome {
+        GateOutcome::Accepted { order, .. } => (order, NextAction::Processed),
+        GateOutcome::Replay(order) => (order, NextAction::Replay),
+        GateOutcome::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+        GateOutcome::NotFound => return Err(missing_state(&db, activity).await),
+        GateOutcome::QuantityOverLimit { limit } => {
+            return Err(ApiError::InvalidRequest(format!(
+                "quantity {} is above this activity's per_user_limit of {limit}",
+                quantity.get()
+            )))
+        }
+        GateOutcome::NotStarted => return Err(ApiError::ActivityNotStarted),
+        GateOutcome::Ended => return Err(ApiError::ActivityEnded),
+        GateOutcome::AlreadyPurchased(order) => {
+            return Err(ApiError::AlreadyPurchased {
+                order_id: order.order_id,
+            })
+        }
+        GateOutcome::NotSeeded => {
+            return Err(ApiError::Unavailable(
+                "the activity's stock is not seeded".into(),
+            ))
+        }
+        GateOutcome::SoldOut { .. } => return Err(ApiError::SoldOut),
+        GateOutcome::BacklogFull => {
+            return Err(ApiError::Unavailable(
                 "orders are waiting to be written to the database; the sale resumes when they are"
                     .into(),
-            )),
-            GateOutcome::NotReplicated { reached } => {
-                return Err(ApiError::Unavailable(format!(
-                    "the purchase reached {reached} Redis replica(s) in time, fewer than required; \
-                     retry with the same Idempotency-Key for its answer"
-                )))
-            }
-        };
+            ))
+        }
+        GateOutcome::NotReplicated { reached } => return Err(ApiError::not_replicated(reached)),
+    };
     Ok(accepted_response(activity, user.get(), &order, next))
 }
 

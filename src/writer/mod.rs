@@ -139,12 +139,9 @@ impl Writer {
 
     /// Stores an entry only once `replicas` replicas have its order ([`ReplicaAcks`]): an
     /// accept the master had not yet passed on can vanish in a failover, and the buyer's
-    /// retry then makes another order, which MySQL must be free to take. `conn` is a
-    /// connection of the writer's own (`WAIT` blocks it).
-    pub fn with_replica_acks(mut self, replicas: u32, timeout_ms: u64, conn: RedisConn) -> Self {
-        self.replica_acks = Some(std::sync::Arc::new(ReplicaAcks::new(
-            replicas, timeout_ms, conn,
-        )));
+    /// retry then makes another order, which MySQL must be free to take.
+    pub fn with_replica_acks(mut self, acks: ReplicaAcks) -> Self {
+        self.replica_acks = (acks.required() > 0).then(|| std::sync::Arc::new(acks));
         self
     }
 

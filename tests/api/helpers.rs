@@ -277,6 +277,16 @@ impl TestApp {
     }
 
     /// The Prometheus page (the registry is the process's, shared by every test app).
+    /// `GET path` as buyer `user`.
+    pub async fn get_as(&self, user: u64, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token(user))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn metrics(&self) -> String {
         let resp = self.client.get(self.url("/metrics")).send().await.unwrap();
         resp.text().await.unwrap()

@@ -3,12 +3,15 @@
 //! Redis (no replica) every accept times out; on the suite's local cluster (one replica per
 //! master, scripts/redis-cluster.sh) every accept is confirmed.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use futures_util::future::join_all;
 use redis::AsyncCommands;
 use serde_json::Value;
 
 use seckill::domain::UserId;
-use seckill::gate::ReplicaAcks;
+use seckill::gate::{OrderRecord, ReplicaAcks};
 use seckill::redis_conn::RedisClient;
 
 use crate::helpers::{metric_value, problem, spawn_app_with, TestApp};
@@ -27,6 +30,16 @@ async fn replicas(app: &TestApp) -> u32 {
         .find_map(|l| l.trim().strip_prefix("connected_slaves:"))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Confirmations by one replica, waiting up to `timeout_ms`.
+async fn confirmations(app: &TestApp, timeout_ms: u64) -> Arc<ReplicaAcks> {
+    let client = RedisClient::open(&app.settings.redis).unwrap();
+    Arc::new(
+        ReplicaAcks::connect(&client, 1, timeout_ms, "purchase")
+            .await
+            .unwrap(),
+    )
 }
 
 /// Buyers the activity's master holds (accepted, whether or not confirmed).
@@ -74,9 +87,28 @@ async fn with_replica_acks_an_accept_is_answered_only_once_a_replica_has_it() {
         // `already_purchased` names it, so it waits for the replicas too.
         let (status, code, body) = problem(app.purchase(activity, 1, "k2", None).await).await;
         assert_eq!((status, code.as_str()), (503, "unavailable"), "{body}");
+        // Nor is it shown by a lookup: a failover now could still lose it.
+        let record: String = app
+            .redis
+            .clone()
+            .hget(app.keys(activity).buyers, 1)
+            .await
+            .unwrap();
+        let order_id = OrderRecord::parse(&record).unwrap().order_id;
+        for path in [
+            format!("/api/v1/activities/{activity}/purchase"),
+            format!("/api/v1/orders/{order_id}"),
+        ] {
+            let (status, code, body) = problem(app.get_as(1, &path).await).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (503, "unavailable"),
+                "{path}: {body}"
+            );
+        }
         // Nor does the writer store it: a failover now could lose the accept, and the
         // buyer's retry would make another order that MySQL must be free to take.
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let stats = app.admin_stats(activity).await;
         assert_eq!(stats["persisted"], 0, "{stats}");
         assert_eq!(stats["pending"], 1, "{stats}");
@@ -102,7 +134,7 @@ async fn concurrent_accepts_share_their_waits() {
     })
     .await;
     let activity = app.create_activity(BUYERS as i64, 1).await;
-    let waits = |m: &str| metric_value(m, "seckill_replica_waits_total");
+    let waits = |m: &str| metric_value(m, r#"seckill_replica_waits_total{by="purchase"}"#);
     let before = waits(&app.metrics().await);
     let answers = join_all((1..=BUYERS).map(|u| app.purchase(activity, u, "k", None))).await;
     let after = waits(&app.metrics().await);
@@ -131,12 +163,7 @@ async fn an_order_the_master_does_not_have_is_never_confirmed() {
     assert_eq!(first.status(), 201);
     let body: Value = first.json().await.unwrap();
     let order: u64 = body["order_id"].as_str().unwrap().parse().unwrap();
-    let own = RedisClient::open(&app.settings.redis)
-        .unwrap()
-        .own(std::time::Duration::from_secs(3))
-        .await
-        .unwrap();
-    let acks = ReplicaAcks::new(1, 200, own);
+    let acks = confirmations(&app, 200).await;
     let keys = app.keys(activity);
     let have = replicas(&app).await;
     assert_eq!(
@@ -159,4 +186,36 @@ async fn without_replica_acks_nothing_waits_for_replicas() {
     let app = spawn_app_with(|s| s.redis.replica_acks = 0).await;
     let activity = app.create_activity(5, 1).await;
     assert_eq!(app.purchase(activity, 1, "k", None).await.status(), 201);
+}
+
+/// One activity's confirmation does not hold up another's: each in flight has a connection
+/// of its own (Redis reads nothing more from a client blocked in `WAIT`). Without a replica
+/// every `WAIT` runs to its timeout, so on one shared connection the second would answer
+/// only after both timeouts; with a replica both answer at once.
+#[tokio::test]
+async fn a_confirmation_does_not_wait_behind_another_activitys() {
+    const TIMEOUT_MS: u64 = 1_000;
+    let app = spawn_app_with(|s| s.redis.replica_acks = 0).await;
+    let (x, y) = (
+        app.create_activity(5, 1).await,
+        app.create_activity(5, 1).await,
+    );
+    let acks = confirmations(&app, TIMEOUT_MS).await;
+    let first = {
+        let (acks, keys) = (acks.clone(), app.keys(x));
+        tokio::spawn(async move { acks.confirm(&keys, UserId::new(1), 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    acks.confirm(&app.keys(y), UserId::new(1), 1).await.unwrap();
+    let took = started.elapsed();
+    first.await.unwrap().unwrap();
+    assert!(
+        took < Duration::from_millis(TIMEOUT_MS * 3 / 2),
+        "the second activity's confirmation took {took:?}"
+    );
+    // Groups nobody waits in are dropped when the next activity's is made.
+    let z = app.create_activity(5, 1).await;
+    acks.confirm(&app.keys(z), UserId::new(1), 1).await.unwrap();
+    assert_eq!(acks.groups_held(), 1);
 }
