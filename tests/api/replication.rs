@@ -34,9 +34,13 @@ async fn replicas(app: &TestApp) -> u32 {
 
 /// Confirmations by one replica, waiting up to `timeout_ms`.
 async fn confirmations(app: &TestApp, timeout_ms: u64) -> Arc<ReplicaAcks> {
+    confirmations_by(app, 1, timeout_ms).await
+}
+
+async fn confirmations_by(app: &TestApp, replicas: u32, timeout_ms: u64) -> Arc<ReplicaAcks> {
     let client = RedisClient::open(&app.settings.redis).unwrap();
     Arc::new(
-        ReplicaAcks::connect(&client, 1, timeout_ms, "purchase")
+        ReplicaAcks::connect(&client, replicas, timeout_ms, "purchase")
             .await
             .unwrap(),
     )
@@ -218,4 +222,21 @@ async fn a_confirmation_does_not_wait_behind_another_activitys() {
     let z = app.create_activity(5, 1).await;
     acks.confirm(&app.keys(z), UserId::new(1), 1).await.unwrap();
     assert_eq!(acks.groups_held(), 1);
+}
+
+/// A confirmation may wait its whole `replica_ack_timeout_ms`, however long, and then
+/// answers how many replicas it reached: no connection timeout of its own cuts it short (on
+/// a cluster, redis-rs bounds every request by a timeout fixed when its client is built).
+#[tokio::test]
+async fn a_confirmation_waits_its_whole_timeout() {
+    const TIMEOUT_MS: u64 = 2_500;
+    let app = spawn_app_with(|s| s.redis.replica_acks = 0).await;
+    let activity = app.create_activity(5, 1).await;
+    let have = replicas(&app).await;
+    // One replica more than there are: the WAIT runs to its timeout.
+    let acks = confirmations_by(&app, have + 1, TIMEOUT_MS).await;
+    let started = Instant::now();
+    let (_, reached) = acks.check(&app.keys(activity), &[(1, 1)]).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(TIMEOUT_MS));
+    assert_eq!(reached, have);
 }
