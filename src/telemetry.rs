@@ -82,6 +82,11 @@ fn describe_metrics() {
         "Purchases answered 503 because fewer than redis.replica_acks replicas confirmed them in time"
     );
     metrics::counter!("seckill_replica_ack_timeouts_total").absolute(0);
+    describe_counter!(
+        "seckill_replica_waits_total",
+        "Replica confirmations sent (check script + WAIT), by who waits: purchase (one per \
+         batch of concurrent accepts of an activity) or writer (one per stored batch)"
+    );
     describe_gauge!(
         "seckill_stock_remaining",
         "Units left per activity, as last seen by the gate"
