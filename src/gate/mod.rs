@@ -10,6 +10,7 @@
 //! answers `NOSCRIPT` (it restarted or its script cache was flushed), redis-rs loads the
 //! source and retries, transparently.
 
+mod group_commit;
 mod keys;
 pub mod layout;
 mod lookup;

@@ -21,19 +21,15 @@
 //! confirmations of every other activity on that master, each waiting its whole timeout
 //! in turn.
 //!
-//! Why many at a time: accepts of one activity group-commit. At most one confirmation per
-//! activity is in flight; the buyers who arrive meanwhile are confirmed together by the
-//! next one (one script call and one `WAIT` for all of them). A confirmation that fails or
-//! times out answers `503` to the buyers of its batch only; the next batch starts afresh.
-//! A confirmation runs as a task of its own: the buyer who started it may hang up, the
-//! others in its batch still get their answer.
+//! Why many at a time: accepts of one activity group-commit ([`super::group_commit`]): at
+//! most one confirmation per activity is in flight, and the buyers who arrive meanwhile are
+//! confirmed together by the next one (one script call and one `WAIT` for all of them). A
+//! confirmation that fails or times out answers `503` to the buyers of its batch only.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
+use super::group_commit::GroupCommit;
 use super::ActivityKeys;
 use crate::domain::UserId;
 use crate::redis_conn::{RedisClient, RedisConn};
@@ -46,33 +42,27 @@ pub struct ReplicaAcks {
     by: &'static str,
     /// The confirmations' own connections; `None` when `replicas` is 0.
     pool: Option<Pool>,
-    groups: Mutex<HashMap<String, Arc<Group>>>,
+    /// Per activity (its buyers key): (user id, order id) to confirm -> replicas reached.
+    batches: GroupCommit<String, (u64, u64), redis::RedisResult<u32>>,
 }
 
 /// Connections used for confirmations only, one per confirmation in flight.
 struct Pool {
     client: RedisClient,
+    /// The runtime that opened the first connection (the service's main one): the others
+    /// are opened there too, so that their I/O does not live on an HTTP worker's runtime,
+    /// which stops first at shutdown.
+    runtime: tokio::runtime::Handle,
     response_timeout: Duration,
     idle: Mutex<Vec<RedisConn>>,
 }
 
-/// Idle confirmation connections kept open; more are opened while more confirmations are
-/// in flight (at most one per activity and process, and the writer's).
-const IDLE_KEPT: usize = 8;
+/// Idle confirmation connections kept open: about the activities confirming at once. More
+/// are opened while more confirmations are in flight (one per activity at most).
+const IDLE_KEPT: usize = 64;
 
-/// The buyers of one activity waiting for a confirmation.
-#[derive(Default)]
-struct Group {
-    pending: Mutex<Vec<Waiter>>,
-    /// Held by the one confirmation in flight.
-    flight: Arc<tokio::sync::Mutex<()>>,
-}
-
-struct Waiter {
-    /// (user id, order id)
-    order: (u64, u64),
-    answer: oneshot::Sender<redis::RedisResult<u32>>,
-}
+/// The most buyers one confirmation checks (the script's arguments).
+const MAX_BATCH: usize = 1024;
 
 impl ReplicaAcks {
     /// No confirmation: every accept is answered at once.
@@ -82,7 +72,7 @@ impl ReplicaAcks {
             timeout_ms: 0,
             by: "purchase",
             pool: None,
-            groups: Mutex::new(HashMap::new()),
+            batches: GroupCommit::new(MAX_BATCH),
         }
     }
 
@@ -119,10 +109,11 @@ impl ReplicaAcks {
             by,
             pool: Some(Pool {
                 client: client.clone(),
+                runtime: tokio::runtime::Handle::current(),
                 response_timeout,
                 idle: Mutex::new(vec![first]),
             }),
-            groups: Mutex::new(HashMap::new()),
+            batches: GroupCommit::new(MAX_BATCH),
         })
     }
 
@@ -139,38 +130,31 @@ impl ReplicaAcks {
         user: UserId,
         order_id: u64,
     ) -> redis::RedisResult<u32> {
-        let group = self.group(&keys.buyers);
-        let (tx, mut rx) = oneshot::channel();
-        lock(&group.pending).push(Waiter {
-            order: (user.get(), order_id),
-            answer: tx,
-        });
-        let flight = group.flight.clone().lock_owned().await;
-        match rx.try_recv() {
-            // A confirmation sent after this buyer arrived has answered while we queued.
-            Ok(answer) => return answer,
-            Err(oneshot::error::TryRecvError::Closed) => return Err(lost_answer()),
-            // Still queued: this buyer leads the next confirmation, for everyone queued.
-            Err(oneshot::error::TryRecvError::Empty) => {}
-        }
-        let this = self.clone();
-        let keys = keys.clone();
-        tokio::spawn(async move {
-            let batch = std::mem::take(&mut *lock(&group.pending));
-            let orders: Vec<(u64, u64)> = batch.iter().map(|w| w.order).collect();
-            let answers = this.check(&keys, &orders).await;
-            for (i, waiter) in batch.into_iter().enumerate() {
-                let answer = match &answers {
-                    Ok((found, reached)) if found.get(i) == Some(&true) => Ok(*reached),
-                    Ok(_) => Ok(0),
-                    Err(e) => Err(e.clone()),
-                };
-                // A waiter whose request went away has dropped its receiver: nothing to do.
-                let _ = waiter.answer.send(answer);
+        let (this, k) = (self.clone(), keys.clone());
+        let confirm_batch = move |orders: Vec<(u64, u64)>| async move {
+            match this.check(&k, &orders).await {
+                Ok((found, reached)) => (0..orders.len())
+                    .map(|i| {
+                        Ok(if found.get(i) == Some(&true) {
+                            reached
+                        } else {
+                            0
+                        })
+                    })
+                    .collect(),
+                Err(e) => vec![Err(e); orders.len()],
             }
-            drop(flight);
-        });
-        rx.await.unwrap_or_else(|_| Err(lost_answer()))
+        };
+        self.batches
+            .submit(&keys.buyers, (user.get(), order_id), confirm_batch)
+            .await
+            .unwrap_or_else(|lost| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "replica confirmation",
+                    lost.to_string(),
+                )))
+            })
     }
 
     /// One confirmation of `orders` (user id, order id): which of them this master holds,
@@ -184,7 +168,6 @@ impl ReplicaAcks {
         let Some(pool) = &self.pool else {
             return Ok((vec![true; orders.len()], 0));
         };
-        metrics::counter!("seckill_replica_waits_total", "by" => self.by).increment(1);
         let mut pipe = redis::pipe();
         // EVAL with the source, not EVALSHA: a pipeline cannot fall back to loading the
         // script, and this runs once per batch, not per purchase.
@@ -198,6 +181,7 @@ impl ReplicaAcks {
         }
         pipe.cmd("WAIT").arg(self.replicas).arg(self.timeout_ms);
         let mut conn = pool.take().await?;
+        metrics::counter!("seckill_replica_waits_total", "by" => self.by).increment(1);
         // The connection's own response timeout (a little above the WAIT's) bounds this: a
         // timeout there also makes a cluster connection look for a new master.
         let reply = conn.pipeline_on(&keys.buyers, &pipe).await?;
@@ -219,22 +203,10 @@ impl ReplicaAcks {
         }
     }
 
-    /// The activity's group; groups nobody is in (only the map holds them) are dropped
-    /// whenever one is added, so the map holds about the activities on sale.
-    fn group(&self, key: &str) -> Arc<Group> {
-        let mut groups = lock(&self.groups);
-        if let Some(group) = groups.get(key) {
-            return group.clone();
-        }
-        // Safe under the map's lock: a group is only handed out from here.
-        groups.retain(|_, g| Arc::strong_count(g) > 1);
-        groups.entry(key.to_owned()).or_default().clone()
-    }
-
-    /// The groups held now (for tests).
+    /// The activities with confirmations queued or in flight (for tests).
     #[doc(hidden)]
     pub fn groups_held(&self) -> usize {
-        lock(&self.groups).len()
+        self.batches.groups_held()
     }
 }
 
@@ -243,7 +215,19 @@ impl Pool {
         let idle = lock(&self.idle).pop();
         match idle {
             Some(conn) => Ok(conn),
-            None => self.client.own(self.response_timeout).await,
+            None => {
+                let (client, timeout) = (self.client.clone(), self.response_timeout);
+                self.runtime
+                    .spawn(async move { client.own(timeout).await })
+                    .await
+                    .map_err(|e| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::Client,
+                            "opening a confirmation connection",
+                            e.to_string(),
+                        ))
+                    })?
+            }
         }
     }
 
@@ -291,13 +275,6 @@ fn fewest_in_cluster_nodes(nodes: &str) -> u32 {
         })
         .min()
         .unwrap_or(0)
-}
-
-fn lost_answer() -> redis::RedisError {
-    redis::RedisError::from((
-        redis::ErrorKind::Client,
-        "replica confirmation lost its answer",
-    ))
 }
 
 /// These locks are never held across an await or a call that can panic; a poisoned one

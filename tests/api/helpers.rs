@@ -276,7 +276,6 @@ impl TestApp {
             .unwrap()
     }
 
-    /// The Prometheus page (the registry is the process's, shared by every test app).
     /// `GET path` as buyer `user`.
     pub async fn get_as(&self, user: u64, path: &str) -> reqwest::Response {
         self.client
@@ -287,6 +286,7 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The Prometheus page (the registry is the process's, shared by every test app).
     pub async fn metrics(&self) -> String {
         let resp = self.client.get(self.url("/metrics")).send().await.unwrap();
         resp.text().await.unwrap()
