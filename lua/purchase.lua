@@ -7,102 +7,142 @@
 -- (I3). The `#!lua` shebang (no flags) makes Redis refuse the whole script up front when it
 -- is out of memory, instead of failing half-way through the writes.
 --
+-- Purchases arrive in batches (src/gate/group_commit.rs): the purchases of one activity that
+-- queued while its previous call was in flight come together, and are decided here one
+-- after the other, each exactly as if it came alone — a later one sees the earlier ones'
+-- writes. What all of them read the same (the activity's meta, the clock, the stock and the
+-- stream's length) is read once per call and kept up to date here. One purchase's error
+-- (say, a key of the wrong type) is its own answer: the others are decided all the same.
+--
 -- All keys share the hash tag {a:<activity_id>}, so the script is valid on Redis Cluster.
 --
 -- KEYS[1] meta     hash   name, total, starts_ms, ends_ms, limit (written by the admin seed);
 --                         `paused` while an operator rebuilds the state (src/recovery)
 -- KEYS[2] stock    string units left; missing means "not seeded": never sellable
 -- KEYS[3] buyers   hash   user_id -> "order_id:quantity:created_ms"
--- KEYS[4] idem     string "fingerprint|order_id:quantity:created_ms" with a TTL
--- KEYS[5] stream   stream order intents, drained by the writer's consumer group; the
+-- KEYS[4] stream   stream order intents, drained by the writer's consumer group; the
 --                         field names (F_*) are defined by src/gate/stream.rs, which puts
 --                         them on the line after `#!lua` when the script is loaded
+-- KEYS[4 + i]      string purchase i's idempotency record,
+--                         "fingerprint|order_id:quantity:created_ms" with a TTL
 --
--- ARGV[1] user_id   ARGV[2] quantity   ARGV[3] fingerprint   ARGV[4] candidate order id
--- ARGV[5] idempotency TTL (seconds)    ARGV[6] idempotency key (kept on the order row)
--- ARGV[7] most entries the stream may hold (the writer's backlog); 0 means no bound
+-- ARGV[1] idempotency TTL (seconds)
+-- ARGV[2] most entries the stream may hold (the writer's backlog); 0 means no bound
+-- then five per purchase i, from ARGV[3 + 5 * (i - 1)]: user_id, quantity, fingerprint,
+-- candidate order id, idempotency key (kept on the order row)
 --
--- Returns a flat array whose first element names the outcome; see src/gate/outcome.rs.
+-- Returns one reply per purchase, in order: a flat array whose first element names the
+-- outcome (see src/gate/mod.rs), or {'error', message}.
 
-local meta, stock, buyers, idem, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local user, qty, fp = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local meta, stock, buyers, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ttl, bound = ARGV[1], tonumber(ARGV[2])
 
--- 1. Idempotency first: a key seen before decides the answer whatever the sale's state
---    is now (sold out, ended), because the buyer may have lost the first answer.
-local seen = redis.call('GET', idem)
-if seen then
-  local sep = string.find(seen, '|', 1, true)
-  if string.sub(seen, 1, sep - 1) == fp then
-    -- Same key, same payload: replay the accepted order.
-    return {'replay', string.sub(seen, sep + 1)}
+-- Read once per call, when a purchase first needs them (a call of replays reads none).
+local m, now, left, queued
+
+local function decide(i)
+  local a = 3 + 5 * (i - 1)
+  local user, qty, fp, order_id, idem_key = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2],
+    ARGV[a + 3], ARGV[a + 4]
+  local idem = KEYS[4 + i]
+
+  -- 1. Idempotency first: a key seen before decides the answer whatever the sale's state
+  --    is now (sold out, ended), because the buyer may have lost the first answer.
+  local seen = redis.call('GET', idem)
+  if seen then
+    local sep = string.find(seen, '|', 1, true)
+    if string.sub(seen, 1, sep - 1) == fp then
+      -- Same key, same payload: replay the accepted order.
+      return {'replay', string.sub(seen, sep + 1)}
+    end
+    -- Same key, different payload: a client bug; never reinterpret the key.
+    return {'key_reused'}
   end
-  -- Same key, different payload: a client bug; never reinterpret the key.
-  return {'key_reused'}
+
+  -- 2. The activity must have been seeded by the admin endpoint. Without its meta hash we
+  --    know nothing about it (unknown, or Redis lost its data): the caller decides which.
+  m = m or redis.call('HMGET', meta, 'starts_ms', 'ends_ms', 'limit', 'paused')
+  if not m[1] then
+    return {'not_found'}
+  end
+  -- A rebuild is reading the orders to restore buyers and stock: nothing may be accepted
+  -- (or refused as a repeat buyer) from the state being replaced. Replays were answered above
+  -- from their own records; everything else is "not sellable right now".
+  if m[4] then
+    return {'not_seeded'}
+  end
+
+  -- 3. Quantity above the activity's per-user limit is bad input, answered before any write.
+  if qty > tonumber(m[3]) then
+    return {'quantity_over_limit', m[3]}
+  end
+
+  -- 4. The window, on Redis' own clock so that every service instance agrees.
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  if now < tonumber(m[1]) then
+    return {'not_started'}
+  end
+  if now >= tonumber(m[2]) then
+    return {'ended'}
+  end
+
+  -- 5. One order per user per activity: a second key from the same buyer gets the order it
+  --    already has, not a second one.
+  local existing = redis.call('HGET', buyers, user)
+  if existing then
+    return {'already_purchased', existing}
+  end
+
+  -- 6. Stock. A missing key means the stock was never seeded (or Redis lost it): refuse,
+  --    never treat it as zero-then-decrement (which would go negative) or as unlimited.
+  --    (Read once per call; the accepts below keep `left` as DECRBY answers it.)
+  if not left then
+    left = tonumber(redis.call('GET', stock))
+    if not left then
+      return {'not_seeded'}
+    end
+  end
+  if left < qty then
+    -- Not enough for this quantity: nothing changes, the stock stays as it is.
+    return {'sold_out', left}
+  end
+
+  -- 7. The writer's backlog. The writer deletes each entry once its row is committed, so the
+  --    stream holds exactly the accepted orders not yet in MySQL. Above the bound (MySQL down
+  --    or too slow) the sale pauses with 503 rather than accept orders it may not persist
+  --    before Redis' loss window closes. Checked after the answers that need no write, so
+  --    replays, sold-out and already-purchased answers go on while the sale is paused.
+  if bound > 0 then
+    queued = queued or redis.call('XLEN', stream)
+    if queued >= bound then
+      return {'backlog_full'}
+    end
+  end
+
+  -- 8. Accept: decrement, record the buyer and the idempotency answer, and append the order
+  --    intent to the stream. The writer persists it; the stream keeps it until acked (I4).
+  local record = order_id .. ':' .. qty .. ':' .. now
+  left = redis.call('DECRBY', stock, qty)
+  redis.call('HSET', buyers, user, record)
+  redis.call('SET', idem, fp .. '|' .. record, 'EX', ttl)
+  redis.call('XADD', stream, '*', F_ORDER_ID, order_id, F_USER_ID, user, F_QUANTITY, qty,
+    F_IDEMPOTENCY_KEY, idem_key, F_CREATED_MS, now)
+  if queued then
+    queued = queued + 1
+  end
+  return {'accepted', record, left}
 end
 
--- 2. The activity must have been seeded by the admin endpoint. Without its meta hash we
---    know nothing about it (unknown, or Redis lost its data): the caller decides which.
-local m = redis.call('HMGET', meta, 'starts_ms', 'ends_ms', 'limit', 'paused')
-if not m[1] then
-  return {'not_found'}
+local replies = {}
+for i = 1, (#ARGV - 2) / 5 do
+  local ok, reply = pcall(decide, i)
+  if not ok then
+    -- A failed redis.call raises a table holding `err`; anything else is a script bug.
+    reply = {'error', type(reply) == 'table' and reply.err or tostring(reply)}
+  end
+  replies[i] = reply
 end
--- A rebuild is reading the orders to restore buyers and stock: nothing may be accepted
--- (or refused as a repeat buyer) from the state being replaced. Replays were answered above
--- from their own records; everything else is "not sellable right now".
-if m[4] then
-  return {'not_seeded'}
-end
-
--- 3. Quantity above the activity's per-user limit is bad input, answered before any write.
-if qty > tonumber(m[3]) then
-  return {'quantity_over_limit', m[3]}
-end
-
--- 4. The window, on Redis' own clock so that every service instance agrees.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if now < tonumber(m[1]) then
-  return {'not_started'}
-end
-if now >= tonumber(m[2]) then
-  return {'ended'}
-end
-
--- 5. One order per user per activity: a second key from the same buyer gets the order it
---    already has, not a second one.
-local existing = redis.call('HGET', buyers, user)
-if existing then
-  return {'already_purchased', existing}
-end
-
--- 6. Stock. A missing key means the stock was never seeded (or Redis lost it): refuse,
---    never treat it as zero-then-decrement (which would go negative) or as unlimited.
-local left = redis.call('GET', stock)
-if not left then
-  return {'not_seeded'}
-end
-left = tonumber(left)
-if left < qty then
-  -- Not enough for this quantity: nothing changes, the stock stays as it is.
-  return {'sold_out', left}
-end
-
--- 7. The writer's backlog. The writer deletes each entry once its row is committed, so the
---    stream holds exactly the accepted orders not yet in MySQL. Above the bound (MySQL down
---    or too slow) the sale pauses with 503 rather than accept orders it may not persist
---    before Redis' loss window closes. Checked after the answers that need no write, so
---    replays, sold-out and already-purchased answers go on while the sale is paused.
-local bound = tonumber(ARGV[7])
-if bound > 0 and redis.call('XLEN', stream) >= bound then
-  return {'backlog_full'}
-end
-
--- 8. Accept: decrement, record the buyer and the idempotency answer, and append the order
---    intent to the stream. The writer persists it; the stream keeps it until acked (I4).
-local record = ARGV[4] .. ':' .. qty .. ':' .. now
-left = redis.call('DECRBY', stock, qty)
-redis.call('HSET', buyers, user, record)
-redis.call('SET', idem, fp .. '|' .. record, 'EX', ARGV[5])
-redis.call('XADD', stream, '*', F_ORDER_ID, ARGV[4], F_USER_ID, user, F_QUANTITY, qty,
-  F_IDEMPOTENCY_KEY, ARGV[6], F_CREATED_MS, now)
-return {'accepted', record, left}
+return replies

@@ -15,6 +15,7 @@ mod keys;
 pub mod layout;
 mod lookup;
 mod payment_token;
+mod purchase;
 mod record;
 mod replica_acks;
 mod restore;
@@ -41,7 +42,7 @@ use crate::redis_conn::RedisConn;
 use redis::Script;
 
 use crate::domain::{ActivityId, Quantity, UserId};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::IdempotencyKey;
 
 /// One purchase attempt, as the gate needs it.
 #[derive(Debug)]
@@ -180,7 +181,8 @@ impl GateOutcome {
 pub struct Gate {
     conn: RedisConn,
     keys: KeySpace,
-    purchase: Script,
+    /// `lua/purchase.lua`, batched per activity.
+    purchases: Arc<purchase::Purchases>,
     seed: Script,
     payment_token: Script,
     consume_payment_token: Script,
@@ -188,8 +190,6 @@ pub struct Gate {
     sweeper_lock: Script,
     sweeper_unlock: Script,
     idempotency_ttl_secs: u64,
-    /// `writer.max_backlog`: entries a stream may hold before the gate refuses (0: no bound).
-    max_backlog: u64,
     sold_out: Arc<SoldOutCache>,
     /// `redis.replica_acks` and `redis.replica_ack_timeout_ms`, and the `WAIT`s in flight.
     replica_acks: Arc<ReplicaAcks>,
@@ -243,9 +243,15 @@ impl Gate {
         max_backlog: u64,
     ) -> Self {
         Self {
+            purchases: Arc::new(purchase::Purchases::new(
+                conn.clone(),
+                keys.clone(),
+                script("purchase"),
+                idempotency_ttl_secs,
+                max_backlog,
+            )),
             conn,
             keys,
-            purchase: script("purchase"),
             seed: script("seed"),
             payment_token: script("payment_token"),
             consume_payment_token: script("consume_payment_token"),
@@ -253,7 +259,6 @@ impl Gate {
             sweeper_lock: script("sweeper_lock"),
             sweeper_unlock: script("sweeper_unlock"),
             idempotency_ttl_secs,
-            max_backlog,
             sold_out: SoldOutCache::new(),
             replica_acks: Arc::new(ReplicaAcks::off()),
         }
@@ -283,7 +288,8 @@ impl Gate {
     }
 
     /// Decides one attempt: from the local sold-out view when that is exact (no round trip),
-    /// else by running `lua/purchase.lua` (one round trip).
+    /// else by running `lua/purchase.lua` (one round trip, shared with the activity's
+    /// other purchases that queued with it: [`purchase`]).
     pub async fn purchase(
         &self,
         attempt: &PurchaseAttempt<'_>,
@@ -295,24 +301,8 @@ impl Gate {
             metrics::counter!("seckill_gate_local_answers_total").increment(1);
             return Ok(outcome);
         }
+        let mut outcome = self.purchases.decide(attempt).await?;
         let k = self.keys.activity(attempt.activity);
-        let reply: Vec<String> = self
-            .purchase
-            .key(&k.meta)
-            .key(&k.stock)
-            .key(&k.buyers)
-            .key(k.idempotency(attempt.user, attempt.key))
-            .key(&k.stream)
-            .arg(attempt.user.get())
-            .arg(attempt.quantity.get())
-            .arg(idempotency::fingerprint(attempt.quantity))
-            .arg(attempt.candidate_order_id)
-            .arg(self.idempotency_ttl_secs)
-            .arg(attempt.key.as_str())
-            .arg(self.max_backlog)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let mut outcome = GateOutcome::parse(reply)?;
         let replicas = self.replica_acks.required();
         // A replay too (its first answer may have been this very 503), and an
         // already_purchased: each shows the buyer an order.

@@ -293,3 +293,124 @@ async fn sold_out_is_answered_locally_without_breaking_replay() {
         "{outcome:?}"
     );
 }
+
+/// Purchases sent together are decided by few script calls (src/gate/purchase.rs): the first
+/// goes alone, the others queue behind it and go in one call. Each is decided exactly as if
+/// it came alone, in the order sent.
+#[tokio::test]
+async fn a_batch_decides_each_purchase_as_if_it_came_alone() {
+    let f = fixture(5, 2, -1000, 60_000).await;
+    let attempts: Vec<(u64, &str, i64)> = vec![
+        (1, "k", 1),
+        (2, "k", 1),
+        (1, "k", 1),  // a replay of the first
+        (1, "k2", 1), // the same buyer, another key
+        (2, "k", 2),  // the same key, another payload
+        (3, "k", 3),  // above the limit
+        (4, "k", 2),
+        (5, "k", 1),
+        (6, "k", 1), // one unit left, not enough...
+        (7, "k", 1), // ...and now none
+        (4, "k", 2), // a replay after the sell-out
+    ];
+    let outcomes = concurrently(&f, &attempts).await;
+    let order = |i: usize| match &outcomes[i] {
+        Ok(GateOutcome::Accepted { order, .. }) => *order,
+        other => panic!("attempt {i}: {other:?}"),
+    };
+    let expected = [
+        Some(GateOutcome::Accepted {
+            order: order(0),
+            remaining: 4,
+        }),
+        Some(GateOutcome::Accepted {
+            order: order(1),
+            remaining: 3,
+        }),
+        Some(GateOutcome::Replay(order(0))),
+        Some(GateOutcome::AlreadyPurchased(order(0))),
+        Some(GateOutcome::KeyReused),
+        Some(GateOutcome::QuantityOverLimit { limit: 2 }),
+        Some(GateOutcome::Accepted {
+            order: order(6),
+            remaining: 1,
+        }),
+        Some(GateOutcome::Accepted {
+            order: order(7),
+            remaining: 0,
+        }),
+        Some(GateOutcome::SoldOut { remaining: 0 }),
+        Some(GateOutcome::SoldOut { remaining: 0 }),
+        Some(GateOutcome::Replay(order(6))),
+    ];
+    for (i, (got, want)) in outcomes.iter().zip(expected).enumerate() {
+        assert_eq!(
+            got.as_ref().ok(),
+            want.as_ref(),
+            "attempt {i}: {:?}",
+            attempts[i]
+        );
+    }
+    assert_eq!((f.stock().await, f.stream_len().await), (Some(0), 4));
+    // Candidate order ids were given in order: each accept kept its own.
+    assert_eq!(
+        [0, 1, 6, 7].map(|i| order(i).order_id),
+        [1001, 1002, 1007, 1008]
+    );
+}
+
+/// One purchase's failure in the script is its own: the others of its call are decided.
+#[tokio::test]
+async fn a_failing_purchase_does_not_fail_its_batch() {
+    let f = fixture(100, 1, -1000, 60_000).await;
+    // User 5's idempotency record is a hash: reading it as a string fails.
+    let _: () = f
+        .conn
+        .clone()
+        .hset(f.idempotency(5, "k"), "x", "y")
+        .await
+        .unwrap();
+    let attempts: Vec<(u64, &str, i64)> = (1..=10).map(|u| (u, "k", 1)).collect();
+    let outcomes = concurrently(&f, &attempts).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let user = attempts[i].0;
+        if user == 5 {
+            let e = outcome
+                .as_ref()
+                .expect_err("the broken record fails its purchase");
+            assert!(e.to_string().contains("WRONGTYPE"), "{e}");
+        } else {
+            assert!(
+                matches!(outcome, Ok(GateOutcome::Accepted { .. })),
+                "user {user}: {outcome:?}"
+            );
+        }
+    }
+    assert_eq!((f.stock().await, f.stream_len().await), (Some(91), 9));
+}
+
+/// Sends `attempts` (user, key, quantity) together; candidate order ids 1001, 1002, … in
+/// order. Each future reaches the gate's queue in the order given (join_all polls them in
+/// order, and each queues at its first poll).
+async fn concurrently(
+    f: &Fixture,
+    attempts: &[(u64, &str, i64)],
+) -> Vec<Result<GateOutcome, redis::RedisError>> {
+    let keys: Vec<IdempotencyKey> = attempts
+        .iter()
+        .map(|(_, k, _)| IdempotencyKey::from_header(Some(k.as_bytes())).unwrap())
+        .collect();
+    let purchases: Vec<PurchaseAttempt> = attempts
+        .iter()
+        .zip(&keys)
+        .enumerate()
+        .map(|(i, ((user, _, quantity), key))| PurchaseAttempt {
+            activity: f.activity,
+            user: UserId::new(*user),
+            quantity: Quantity::parse(*quantity).unwrap(),
+            key,
+            candidate_order_id: 1001 + i as u64,
+        })
+        .collect();
+    futures_util::future::join_all(purchases.iter().map(|p| f.gate.purchase(p))).await
+}
