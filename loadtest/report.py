@@ -106,7 +106,45 @@ def wrk(name):
     return result
 
 
-capacity = {name: wrk(name) for name in ("buy", "soldout", "healthz", "healthz-shaped")}
+capacity = {name: wrk(name) for name in ("buy", "soldout", "healthz", "healthz-shaped", "cost")}
+
+
+def ticks(text, who):
+    """CPU seconds of `who` as loadtest/run wrote them (`who_cpu_s=ticks/per_second`)."""
+    m = re.search(rf"{who}_cpu_s=(\d+)/(\d+)", text)
+    return int(m.group(1)) / int(m.group(2)) if m else None
+
+
+def purchase_cost():
+    """What one stored order cost (the wrk-cost phase: buy with the writer running, until
+    drained), and the yardsticks of issue 11, in µs of CPU; None where not measured."""
+    text, minimal = read("wrk-cost.txt"), read("redis-minimal-cpu.txt")
+    orders = re.search(r"orders=(\d+)", text)
+    calls = re.search(r"calls=(\d+)", minimal)
+    if not orders or not int(orders.group(1)):
+        return None
+    n = int(orders.group(1))
+    per = lambda s: round(s * 1e6 / n, 1) if s else None  # noqa: E731 (zero ticks: not measured)
+    service, writer, redis = (ticks(text, w) for w in ("service", "writer", "redis"))
+    redis_minimal = ticks(minimal, "redis")
+    shaped = capacity.get("healthz-shaped") or {}
+    cost = {
+        "orders": n,
+        "redis_us_per_order": per(redis),
+        "service_us_per_order": per((service or 0) + (writer or 0)),
+        "writer_us_per_order": per(writer),
+        "redis_minimal_script_us_per_call": round(redis_minimal * 1e6 / int(calls.group(1)), 1)
+        if calls and redis_minimal else None,
+        "service_healthz_shaped_us_per_req": shaped.get("service_cpu_us_per_req"),
+    }
+    cost["redis_vs_minimal_script"] = ratio(cost["redis_us_per_order"],
+                                            cost["redis_minimal_script_us_per_call"])
+    cost["service_vs_healthz_shaped"] = ratio(cost["service_us_per_order"],
+                                              cost["service_healthz_shaped_us_per_req"])
+    # One activity's purchases all run on one Redis core.
+    cost["hot_activity_orders_per_s_per_redis_core"] = \
+        round(1e6 / cost["redis_us_per_order"]) if cost["redis_us_per_order"] else None
+    return cost
 
 # --- phases: asked vs delivered, and whether the answers were invariant-checked -------------
 WHAT = {  # phase → (what it sends, what the invariant check covers, or why it does not)
@@ -119,6 +157,8 @@ WHAT = {  # phase → (what it sends, what the invariant check covers, or why it
     "wrk-soldout": ("POST purchase; sold-out activity, writer paused", "wrk reads no answer"),
     "wrk-healthz": ("GET /healthz, static request", "no orders"),
     "wrk-healthz-shaped": ("GET /healthz with the buy requests' headers", "no orders"),
+    "wrk-cost": ("POST purchase, distinct buyers; cost activity, writer running, until drained",
+                 "wrk reads no answer; the orders stored are counted"),
     "steady": ("POST purchase, distinct buyers; steady activity; coordinated-omission mitigation",
                "goose counts its answers; rows not compared"),
 }
@@ -205,6 +245,7 @@ def ratio(x, y):
     return round(x / y, 2) if x and y else None
 
 
+cost = purchase_cost()
 spike, flood, health = (phases.get(p, {}) for p in ("spike", "flood", "healthz"))
 # Ratios from the light client when it ran (the service's limits), else from the load tool.
 # The sold-out path is held to /healthz sent with the same requests (headers, wrk's Lua):
@@ -244,6 +285,7 @@ summary = {
         "soldout_vs_plain_healthz": ratio(soldout_rps, health_rps),
         "writer_vs_raw_insert": ratio(writer_rps, raw_rps),
     },
+    "purchase_cost": cost,
     "steady": {"target_rps": a.steady_rate, **steady} if steady else None,
     "drain_after_spike_s": round(drain, 2) if drain is not None else None,
     "waited_for_drain_after_run_s": a.drain_after,
@@ -252,6 +294,10 @@ summary = {
 }
 r = summary["ratios"]
 targets = [
+    ("Redis CPU per order ≤ 1.0× minimal script", (cost or {}).get("redis_vs_minimal_script"),
+     1.0, False),
+    ("service CPU per order ≤ 2.5× healthz-shaped", (cost or {}).get("service_vs_healthz_shaped"),
+     2.5, False),
     ("buy ≥ 1.0× Redis ceiling", r["buy_vs_redis_ceiling"], 1.0, True),
     ("sold-out ≥ 1.5× buy", r["soldout_vs_buy"], 1.5, True),
     ("sold-out ≥ 0.6× healthz (same-shape requests)", r["soldout_vs_healthz"], 0.6, True),
@@ -394,6 +440,20 @@ if steady:
            f"wrk buy peak, delivered {num(steady['rps'])}/s, coordinated-omission mitigation on, not "
            f"invariant-checked): p50 {steady['p50_ms']} ms, p95 {steady['p95_ms']} ms, "
            f"**p99 {steady['p99_ms']} ms**"]
+if cost:
+    md += ["", "## What a stored order costs (CPU time; wrk-cost phase: buy with the writer "
+           "running, until drained)", "",
+           f"- orders stored: {num(cost['orders'])}",
+           f"- Redis: **{cost['redis_us_per_order']} µs per order** (the purchase script and the "
+           f"writer's reads, acks and deletes) ÷ {cost['redis_minimal_script_us_per_call']} µs per "
+           "call of loadtest/minimal_purchase.lua (redis-benchmark, same connections) = "
+           f"**{cost['redis_vs_minimal_script']}×**",
+           f"- hot-activity ceiling: one activity's purchases run on one Redis core: "
+           f"**{num(cost['hot_activity_orders_per_s_per_redis_core'])} orders/s per Redis core**",
+           f"- service: **{cost['service_us_per_order']} µs per order** (service "
+           f"{round(cost['service_us_per_order'] - (cost['writer_us_per_order'] or 0), 1)} + writer "
+           f"{cost['writer_us_per_order']}) ÷ {cost['service_healthz_shaped_us_per_req']} µs per "
+           f"healthz-shaped request = **{cost['service_vs_healthz_shaped']}×**"]
 md += ["", f"## Ratios (from the {ratio_source})", "", "| ratio | value |", "|---|---|"]
 md += [f"| {k} | {v} |" for k, v in r.items()]
 md += ["", "## Targets", ""]
