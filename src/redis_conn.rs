@@ -216,7 +216,8 @@ pub struct ClusterConn {
     shared: Arc<ClusterShared>,
 }
 
-/// How often a cluster connection may be renewed.
+/// How soon after a renewal (or the first connect) a cluster connection may be renewed again;
+/// after a failed attempt, the next timeout tries at once.
 pub const RENEW_EVERY: Duration = Duration::from_secs(3);
 
 struct ClusterShared {
@@ -293,12 +294,14 @@ impl ClusterConn {
             match open_cluster(&shared.client, shared.response_timeout).await {
                 Ok(conn) => {
                     *shared.current.write().unwrap_or_else(|e| e.into_inner()) = conn;
+                    *shared.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                     metrics::counter!("seckill_redis_cluster_renewals_total").increment(1);
                     tracing::warn!("a Redis Cluster node timed out: connection renewed");
                 }
+                // The next timeout tries again at once: the cluster may have failed over
+                // meanwhile.
                 Err(e) => tracing::warn!(error = %e, "Redis Cluster connection not renewed"),
             }
-            *shared.renewed.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
             shared.renewing.store(false, Ordering::Release);
         });
     }
@@ -319,7 +322,8 @@ fn cluster_client(
 }
 
 /// Opens a cluster connection: reads the slot map, connects to every master. Bounded as a
-/// whole (redis-rs bounds each step, not their sum), so a reconnect cannot hang the caller.
+/// whole (redis-rs bounds each step, not their sum), so a reconnect cannot hang its caller
+/// for ever.
 async fn open_cluster(
     client: &ClusterClient,
     response_timeout: Duration,
@@ -327,7 +331,11 @@ async fn open_cluster(
     let config = redis::cluster::ClusterConfig::new()
         .set_connection_timeout(CONNECT_TIMEOUT)
         .set_response_timeout(response_timeout);
-    let bound = CONNECT_TIMEOUT + response_timeout;
+    // Generous: reading the slot map while a master hangs waits for it to time out, once
+    // or more (measured: a bound of one connect and one response timeout failed every
+    // renewal during `loadtest/failover --hang`, and the shard stayed down until the node
+    // resumed).
+    let bound = 3 * (CONNECT_TIMEOUT + response_timeout);
     tokio::time::timeout(bound, client.get_async_connection_with_config(config))
         .await
         .unwrap_or_else(|_| {
