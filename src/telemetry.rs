@@ -57,6 +57,35 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// The outcomes counted by `seckill_purchase_total`.
+fn purchase_outcomes() -> impl Iterator<Item = &'static str> {
+    crate::gate::GateOutcome::LABELS
+        .into_iter()
+        .chain(["rate_limited_user", "rate_limited_address"])
+}
+
+/// Counts one purchase answered `outcome` (`seckill_purchase_total`). The handles are made
+/// once: a labelled `counter!` hashes its labels and looks them up in the registry on every
+/// call, on the path of every purchase.
+pub fn count_purchase(outcome: &'static str) {
+    static COUNTERS: OnceLock<Vec<(&'static str, metrics::Counter)>> = OnceLock::new();
+    let counters = COUNTERS.get_or_init(|| {
+        metrics_handle(); // the recorder first: a handle made before it counts nowhere
+        purchase_outcomes()
+            .map(|o| {
+                (
+                    o,
+                    metrics::counter!("seckill_purchase_total", "outcome" => o),
+                )
+            })
+            .collect()
+    });
+    match counters.iter().find(|(o, _)| *o == outcome) {
+        Some((_, counter)) => counter.increment(1),
+        None => metrics::counter!("seckill_purchase_total", "outcome" => outcome).increment(1),
+    }
+}
+
 /// `# HELP` and `# TYPE` for every metric, and every counter registered at 0, so that a
 /// dashboard or an alert on `rate()` sees a series from the first scrape, not from the
 /// first event (an alert on "dead letters > 0" must not wait for the first one to exist).
@@ -66,10 +95,7 @@ fn describe_metrics() {
         "seckill_purchase_total",
         "Purchase requests by outcome (accepted, replay, each rejection, rate_limited_*)"
     );
-    let outcomes = crate::gate::GateOutcome::LABELS
-        .into_iter()
-        .chain(["rate_limited_user", "rate_limited_address"]);
-    for outcome in outcomes {
+    for outcome in purchase_outcomes() {
         metrics::counter!("seckill_purchase_total", "outcome" => outcome).absolute(0);
     }
     describe_counter!(

@@ -165,11 +165,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    type Echo = std::pin::Pin<Box<dyn Future<Output = Vec<(u32, usize)>> + Send>>;
+
     /// A call that takes 20 ms and answers each request with (its value, the batch's size).
-    fn slow_echo(
-        calls: Arc<AtomicUsize>,
-    ) -> impl FnOnce(Vec<u32>) -> std::pin::Pin<Box<dyn Future<Output = Vec<(u32, usize)>> + Send>>
-    {
+    fn slow_echo(calls: Arc<AtomicUsize>) -> impl FnOnce(Vec<u32>) -> Echo {
         move |batch| {
             calls.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {

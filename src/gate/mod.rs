@@ -322,13 +322,6 @@ impl Gate {
                 outcome = GateOutcome::NotReplicated { reached };
             }
         }
-        // Only Redis' answers carry news about the stock; a local answer would repeat 0.
-        if let GateOutcome::Accepted { remaining, .. } | GateOutcome::SoldOut { remaining } =
-            outcome
-        {
-            metrics::gauge!("seckill_stock_remaining", "activity" => attempt.activity.to_string())
-                .set(remaining as f64);
-        }
         if matches!(outcome, GateOutcome::SoldOut { remaining } if remaining <= 0) {
             self.sold_out
                 .load_in_background(self.conn.clone(), attempt.activity, k);

@@ -122,7 +122,21 @@ impl PurchaseCall {
         let n = batch.len();
         match call.invoke_async::<Value>(&mut self.conn.clone()).await {
             Ok(Value::Array(replies)) if replies.len() == n => {
-                replies.into_iter().map(parse_reply).collect()
+                let outcomes: Vec<_> = replies.into_iter().map(parse_reply).collect();
+                // The stock as the call left it, once per call (only Redis' answers carry
+                // news about the stock; a local sold-out answer would repeat 0).
+                let last = outcomes.iter().rev().find_map(|o| match o {
+                    Ok(
+                        GateOutcome::Accepted { remaining, .. }
+                        | GateOutcome::SoldOut { remaining },
+                    ) => Some(*remaining),
+                    _ => None,
+                });
+                if let Some(remaining) = last {
+                    metrics::gauge!("seckill_stock_remaining", "activity" => activity.to_string())
+                        .set(remaining as f64);
+                }
+                outcomes
             }
             Ok(other) => {
                 let e = redis::RedisError::from((

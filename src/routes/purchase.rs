@@ -109,7 +109,7 @@ pub async fn purchase(
             candidate_order_id,
         })
         .await?;
-    metrics::counter!("seckill_purchase_total", "outcome" => outcome.label()).increment(1);
+    crate::telemetry::count_purchase(outcome.label());
     tracing::debug!(%activity, %user, outcome = outcome.label(), "purchase decided");
 
     let (order, next) = match outcome {

@@ -90,7 +90,7 @@ impl RateLimits {
             "user" => "rate_limited_user",
             _ => "rate_limited_address",
         };
-        metrics::counter!("seckill_purchase_total", "outcome" => label).increment(1);
+        crate::telemetry::count_purchase(label);
         ApiError::RateLimited {
             scope,
             // Retry-After is whole seconds: round up, so a client that waits is let through.
