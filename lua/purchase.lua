@@ -38,12 +38,15 @@ local meta, stock, buyers, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ttl, bound = ARGV[1], tonumber(ARGV[2])
 
 -- Read once per call, when a purchase first needs them (a call of replays reads none).
-local m, now, left, queued
+-- `now_ms` is Redis' clock as text, formatted once: Lua formats a number with printf on
+-- every concatenation or command argument, a measurable part of the script's CPU.
+local m, starts, ends, limit, now, now_ms, left, queued
 
 local function decide(i)
   local a = 3 + 5 * (i - 1)
-  local user, qty, fp, order_id, idem_key = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2],
+  local user, qty_text, fp, order_id, idem_key = ARGV[a], ARGV[a + 1], ARGV[a + 2],
     ARGV[a + 3], ARGV[a + 4]
+  local qty = tonumber(qty_text)
   local idem = KEYS[4 + i]
 
   -- 1. Idempotency first: a key seen before decides the answer whatever the sale's state
@@ -61,7 +64,10 @@ local function decide(i)
 
   -- 2. The activity must have been seeded by the admin endpoint. Without its meta hash we
   --    know nothing about it (unknown, or Redis lost its data): the caller decides which.
-  m = m or redis.call('HMGET', meta, 'starts_ms', 'ends_ms', 'limit', 'paused')
+  if not m then
+    m = redis.call('HMGET', meta, 'starts_ms', 'ends_ms', 'limit', 'paused')
+    starts, ends, limit = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+  end
   if not m[1] then
     return {'not_found'}
   end
@@ -73,7 +79,7 @@ local function decide(i)
   end
 
   -- 3. Quantity above the activity's per-user limit is bad input, answered before any write.
-  if qty > tonumber(m[3]) then
+  if qty > limit then
     return {'quantity_over_limit', m[3]}
   end
 
@@ -81,11 +87,12 @@ local function decide(i)
   if not now then
     local t = redis.call('TIME')
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    now_ms = string.format('%d', now)
   end
-  if now < tonumber(m[1]) then
+  if now < starts then
     return {'not_started'}
   end
-  if now >= tonumber(m[2]) then
+  if now >= ends then
     return {'ended'}
   end
 
@@ -124,12 +131,12 @@ local function decide(i)
 
   -- 8. Accept: decrement, record the buyer and the idempotency answer, and append the order
   --    intent to the stream. The writer persists it; the stream keeps it until acked (I4).
-  local record = order_id .. ':' .. qty .. ':' .. now
-  left = redis.call('DECRBY', stock, qty)
+  local record = order_id .. ':' .. qty_text .. ':' .. now_ms
+  left = redis.call('DECRBY', stock, qty_text)
   redis.call('HSET', buyers, user, record)
   redis.call('SET', idem, fp .. '|' .. record, 'EX', ttl)
-  redis.call('XADD', stream, '*', F_ORDER_ID, order_id, F_USER_ID, user, F_QUANTITY, qty,
-    F_IDEMPOTENCY_KEY, idem_key, F_CREATED_MS, now)
+  redis.call('XADD', stream, '*', F_ORDER_ID, order_id, F_USER_ID, user, F_QUANTITY, qty_text,
+    F_IDEMPOTENCY_KEY, idem_key, F_CREATED_MS, now_ms)
   if queued then
     queued = queued + 1
   end
