@@ -91,6 +91,13 @@ pub struct Writer {
     last_claim: Instant,
     /// After a failed batch: re-read our own pending entries (id `0`) before new ones.
     reread_own: bool,
+    /// Whether the last read filled a batch (`batch_size` entries of one stream): a backlog
+    /// to catch up on, read on while batches commit. After a read that did not, the next
+    /// waits for a batch in flight to commit first, so that it finds everything that
+    /// arrived meanwhile: while the writer keeps up, each read would otherwise take the
+    /// one or few entries of the latest purchase call, and each batch would pay a
+    /// transaction and a round of acks for them (the writer's group commit).
+    last_read_full: bool,
     attempts: std::sync::Arc<Attempts>,
     terms: std::sync::Arc<TermsCache>,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
@@ -129,6 +136,7 @@ impl Writer {
             dead_scan_due: false,
             last_claim: Instant::now(),
             reread_own: true,
+            last_read_full: true,
             attempts: Default::default(),
             terms: Default::default(),
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
@@ -176,16 +184,17 @@ impl Writer {
         let max_in_flight = self.settings.max_in_flight.max(1);
         while !shutdown.is_cancelled() {
             // Collect finished batches. Until a failure shows up, wait for one when the
-            // pipeline is full, and for all of them before re-reading our own pending
-            // entries (after a failure: one round at a time; a read from `0` returns every
-            // entry not yet acked, including those of batches still in flight, which would
-            // run the same entries several times at once). The backoff starts again from
-            // its minimum once a batch is stored.
+            // pipeline is full; for all of them after a read that filled no batch (see
+            // `last_read_full`), and before re-reading our own pending entries (after a
+            // failure: one round at a time; a read from `0` returns every entry not yet
+            // acked, including those of batches still in flight, which would run the same
+            // entries several times at once). The backoff starts again from its minimum
+            // once a batch is stored.
             let mut failure = None;
             loop {
                 let wait = failure.is_none()
                     && (in_flight.len() >= max_in_flight
-                        || (self.reread_own && !in_flight.is_empty()));
+                        || ((self.reread_own || !self.last_read_full) && !in_flight.is_empty()));
                 let done = if wait {
                     in_flight.join_next().await
                 } else {
@@ -361,6 +370,9 @@ impl Writer {
             self.read_all().await?
         };
         let mut batches = Vec::new();
+        self.last_read_full = reply
+            .iter()
+            .any(|stream| stream.ids.len() >= self.settings.batch_size);
         for stream in reply {
             if let Some(idx) = self
                 .sources
