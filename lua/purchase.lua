@@ -131,12 +131,15 @@ local function decide(i)
 
   -- 8. Accept: decrement, record the buyer and the idempotency answer, and append the order
   --    intent to the stream. The writer persists it; the stream keeps it until acked (I4).
+  --    The stream entry first: every read above succeeded on its key, so the stream (not
+  --    read when there is no bound) is the one key whose write could still fail, and a
+  --    failed first write leaves nothing half done (Redis does not undo a script's writes).
   local record = order_id .. ':' .. qty_text .. ':' .. now_ms
+  redis.call('XADD', stream, '*', F_ORDER_ID, order_id, F_USER_ID, user, F_QUANTITY, qty_text,
+    F_IDEMPOTENCY_KEY, idem_key, F_CREATED_MS, now_ms)
   left = redis.call('DECRBY', stock, qty_text)
   redis.call('HSET', buyers, user, record)
   redis.call('SET', idem, fp .. '|' .. record, 'EX', ttl)
-  redis.call('XADD', stream, '*', F_ORDER_ID, order_id, F_USER_ID, user, F_QUANTITY, qty_text,
-    F_IDEMPOTENCY_KEY, idem_key, F_CREATED_MS, now_ms)
   if queued then
     queued = queued + 1
   end

@@ -324,6 +324,12 @@ impl Settings {
                 dev_secrets.join(" and ")
             ));
         }
+        // Redis refuses `SET … EX 0`: every accept would fail half-way.
+        if self.idempotency.ttl_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "idempotency.ttl_secs must be at least 1".into(),
+            ));
+        }
         // `WAIT n 0` blocks until n replicas answer, however long: a purchase would hang.
         let ack_timeout = self.redis.replica_ack_timeout_ms;
         if self.redis.replica_acks > 0 && !(1..=MAX_REPLICA_ACK_TIMEOUT_MS).contains(&ack_timeout) {
@@ -454,6 +460,13 @@ mod tests {
         let mut s = dev();
         s.ids.instance_id = 1024;
         assert!(s.check().is_err());
+    }
+
+    #[test]
+    fn idempotency_records_must_live_a_second() {
+        let mut s = dev();
+        s.idempotency.ttl_secs = 0;
+        assert!(s.check().unwrap_err().to_string().contains("ttl_secs"));
     }
 
     #[test]

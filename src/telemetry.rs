@@ -44,6 +44,12 @@ pub fn metrics_handle() -> PrometheusHandle {
                         Matcher::Full("seckill_writer_batch_size".into()),
                         &[1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
                     )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("seckill_gate_batch_size".into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+                    )
                 });
             match builder.map(|b| b.install_recorder()) {
                 Ok(Ok(handle)) => {
@@ -108,6 +114,11 @@ fn describe_metrics() {
         "Purchases answered 503 because fewer than redis.replica_acks replicas confirmed them in time"
     );
     metrics::counter!("seckill_replica_ack_timeouts_total").absolute(0);
+    describe_histogram!(
+        "seckill_gate_batch_size",
+        "Purchases decided by one call of the purchase script (those of one activity that \
+         arrived while its previous call was in flight)"
+    );
     describe_counter!(
         "seckill_replica_waits_total",
         "Replica confirmations sent (check script + WAIT), by who waits: purchase (one per \

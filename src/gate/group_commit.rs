@@ -110,10 +110,12 @@ where
             batch.extend(pending.drain(..take));
             batch
         };
-        drop(group);
         let (requests, answers): (Vec<Req>, Vec<_>) =
             batch.into_iter().map(|w| (w.request, w.answer)).unzip();
         let running = call(requests);
+        // The task holds the group while its call is in flight: a group only the map holds
+        // is dropped when another key's is made, and a new one (a new lock) would let a
+        // second call of this key go at the same time.
         tokio::spawn(async move {
             let replies = running.await;
             for (answer, reply) in answers.into_iter().zip(replies) {
@@ -121,6 +123,7 @@ where
                 let _ = answer.send(reply);
             }
             drop(flight);
+            drop(group);
         });
         rx.await.map_err(|_| Lost)
     }
@@ -227,6 +230,41 @@ mod tests {
         assert_eq!((a.unwrap(), b.unwrap()), ((1, 1), (2, 1)));
         gc.submit(&3, 3, slow_echo(calls.clone())).await.unwrap();
         assert_eq!(gc.groups_held(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_with_a_call_in_flight_keeps_its_group() {
+        let gc = Arc::new(GroupCommit::<u64, u32, usize>::new(64));
+        // Calls of key 1 in flight now, and the most ever at once.
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let key1 = |now: Arc<AtomicUsize>, most: Arc<AtomicUsize>| {
+            move |batch: Vec<u32>| async move {
+                most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                vec![0; batch.len()]
+            }
+        };
+        let first = {
+            let (gc, call) = (gc.clone(), key1(now.clone(), most.clone()));
+            tokio::spawn(async move { gc.submit(&1, 0, call).await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Another key's group is made while key 1's call is in flight and its only caller
+        // waits for the answer: key 1 must keep its group (and its lock), so that its next
+        // request waits for the call in flight instead of sending a second one alongside.
+        gc.submit(&2, 0, |b: Vec<u32>| async move { vec![0; b.len()] })
+            .await
+            .unwrap();
+        gc.submit(&1, 1, key1(now.clone(), most.clone()))
+            .await
+            .unwrap();
+        first.await.unwrap().unwrap();
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            1,
+            "two calls of one key at once"
+        );
     }
 
     #[tokio::test]

@@ -120,6 +120,7 @@ impl PurchaseCall {
                 .arg(q.key.as_str());
         }
         let n = batch.len();
+        metrics::histogram!("seckill_gate_batch_size").record(n as f64);
         match call.invoke_async::<Value>(&mut self.conn.clone()).await {
             Ok(Value::Array(replies)) if replies.len() == n => {
                 let outcomes: Vec<_> = replies.into_iter().map(parse_reply).collect();

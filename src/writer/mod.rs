@@ -93,10 +93,10 @@ pub struct Writer {
     reread_own: bool,
     /// Whether the last read filled a batch (`batch_size` entries of one stream): a backlog
     /// to catch up on, read on while batches commit. After a read that did not, the next
-    /// waits for a batch in flight to commit first, so that it finds everything that
-    /// arrived meanwhile: while the writer keeps up, each read would otherwise take the
-    /// one or few entries of the latest purchase call, and each batch would pay a
-    /// transaction and a round of acks for them (the writer's group commit).
+    /// waits for a batch in flight to commit first (up to `block_ms`), so that it finds
+    /// everything that arrived meanwhile: while the writer keeps up, each read would
+    /// otherwise take the one or few entries of the latest purchase call, and each batch
+    /// would pay a transaction and a round of acks for them (the writer's group commit).
     last_read_full: bool,
     attempts: std::sync::Arc<Attempts>,
     terms: std::sync::Arc<TermsCache>,
@@ -184,17 +184,16 @@ impl Writer {
         let max_in_flight = self.settings.max_in_flight.max(1);
         while !shutdown.is_cancelled() {
             // Collect finished batches. Until a failure shows up, wait for one when the
-            // pipeline is full; for all of them after a read that filled no batch (see
-            // `last_read_full`), and before re-reading our own pending entries (after a
-            // failure: one round at a time; a read from `0` returns every entry not yet
-            // acked, including those of batches still in flight, which would run the same
-            // entries several times at once). The backoff starts again from its minimum
-            // once a batch is stored.
+            // pipeline is full, and for all of them before re-reading our own pending
+            // entries (after a failure: one round at a time; a read from `0` returns every
+            // entry not yet acked, including those of batches still in flight, which would
+            // run the same entries several times at once). The backoff starts again from
+            // its minimum once a batch is stored.
             let mut failure = None;
             loop {
                 let wait = failure.is_none()
                     && (in_flight.len() >= max_in_flight
-                        || ((self.reread_own || !self.last_read_full) && !in_flight.is_empty()));
+                        || (self.reread_own && !in_flight.is_empty()));
                 let done = if wait {
                     in_flight.join_next().await
                 } else {
@@ -204,6 +203,19 @@ impl Writer {
                 match flatten(done) {
                     Ok(()) => delay = min_delay,
                     Err(e) => failure = Some(e),
+                }
+            }
+            // After a read that filled no batch, give the batches in flight up to
+            // `block_ms` to commit before reading again (see `last_read_full`): at most
+            // that long, so that a slow batch (a lock wait, a lagging replica) does not hold
+            // up the other activities' reads.
+            if failure.is_none() && !self.last_read_full && !in_flight.is_empty() {
+                let linger = Duration::from_millis(self.settings.block_ms);
+                if let Ok(Some(done)) = tokio::time::timeout(linger, in_flight.join_next()).await {
+                    match flatten(done) {
+                        Ok(()) => delay = min_delay,
+                        Err(e) => failure = Some(e),
+                    }
                 }
             }
             let result = match failure {
