@@ -414,3 +414,36 @@ async fn concurrently(
         .collect();
     futures_util::future::join_all(purchases.iter().map(|p| f.gate.purchase(p))).await
 }
+
+/// A purchase whose stream entry cannot be written changes nothing: the entry is the first
+/// write of an accept (Redis does not undo a script's writes), so the stock, the buyer and
+/// the idempotency record stay as they were.
+#[tokio::test]
+async fn an_accept_that_cannot_write_its_stream_entry_writes_nothing() {
+    let mut f = fixture(5, 1, -1000, 60_000).await;
+    // The stream replaced by a string (no backlog bound here: the script does not read it).
+    let stream = f.keys().stream;
+    let _: () = f.conn.clone().set(&stream, "not a stream").await.unwrap();
+    let key = IdempotencyKey::from_header(Some(b"k")).unwrap();
+    let failed = f
+        .gate
+        .purchase(&PurchaseAttempt {
+            activity: f.activity,
+            user: UserId::new(1),
+            quantity: Quantity::ONE,
+            key: &key,
+            candidate_order_id: 7,
+        })
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(f.stock().await, Some(5));
+    let buyer: Option<String> = f.conn.clone().hget(f.keys().buyers, 1).await.unwrap();
+    let record: Option<String> = f.conn.clone().get(f.idempotency(1, "k")).await.unwrap();
+    assert_eq!((buyer, record), (None, None));
+    // The stream back: the same key is then decided afresh.
+    let _: () = f.conn.clone().del(&stream).await.unwrap();
+    assert!(matches!(
+        f.buy(1, "k", 1).await,
+        GateOutcome::Accepted { .. }
+    ));
+}
