@@ -269,9 +269,21 @@ async fn sigkill_three_times_loses_no_accepted_order() {
         {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        // Then, for up to another second, until the writer holds entries of the burst: its
+        // reads are not in step with the gate's calls (on a cluster it polls every
+        // `block_ms`, and purchases arrive in batches), so the moment above can fall
+        // between two of its batches. (Read-and-unacked is a window of the correct
+        // writer; one that acked before committing would show it only for an instant, and
+        // the kill would land at the same moment as without this wait.)
+        let pid = child.id().expect("running");
+        let holding = Instant::now();
+        while unacked_by(&app, activity, pid).await == 0
+            && holding.elapsed() < Duration::from_secs(1)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let (in_flight, acked_before) = (buyers.in_flight.load(SeqCst), buyers.acked.load(SeqCst));
         let at_ms = t0.elapsed().as_millis();
-        let pid = child.id().expect("running");
         child.kill().await.unwrap(); // SIGKILL, then reaped
         let killed = Instant::now();
         buyers.epoch.fetch_add(1, SeqCst);
