@@ -46,6 +46,13 @@ impl Target {
         let server = Database::connect(url.as_str())
             .await
             .map_err(|e| e.to_string())?;
+        // Bounded: a transaction the test left open (a service stopped mid-batch behind a
+        // test's proxy that no longer runs) holds a metadata lock, and the default wait
+        // for one is a year. Past it the database is kept, and reported.
+        server
+            .execute_unprepared("SET SESSION lock_wait_timeout = 10")
+            .await
+            .map_err(|e| e.to_string())?;
         server
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`"))
             .await
