@@ -51,6 +51,14 @@ struct Waiter<Req, Resp> {
 #[error("the batched call lost its answer")]
 pub struct Lost;
 
+impl Lost {
+    /// As the Redis error its callers answer with (a `503` on the request path); `what`
+    /// names the call.
+    pub fn into_redis(self, what: &'static str) -> redis::RedisError {
+        redis::RedisError::from((redis::ErrorKind::Client, what, self.to_string()))
+    }
+}
+
 impl<K, Req, Resp> GroupCommit<K, Req, Resp>
 where
     K: Hash + Eq + Clone,
@@ -158,7 +166,7 @@ where
 
 /// These locks are never held across an await or a call that can panic; a poisoned one
 /// still holds a valid value.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 

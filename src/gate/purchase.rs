@@ -87,13 +87,7 @@ impl Purchases {
                 call.run(activity, batch).await
             })
             .await
-            .unwrap_or_else(|lost| {
-                Err(redis::RedisError::from((
-                    redis::ErrorKind::Client,
-                    "purchase",
-                    lost.to_string(),
-                )))
-            })
+            .unwrap_or_else(|lost| Err(lost.into_redis("purchase")))
     }
 }
 

@@ -29,7 +29,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::group_commit::GroupCommit;
+use super::group_commit::{lock, GroupCommit};
 use super::ActivityKeys;
 use crate::domain::UserId;
 use crate::redis_conn::{RedisClient, RedisConn};
@@ -148,13 +148,7 @@ impl ReplicaAcks {
         self.batches
             .submit(&keys.buyers, (user.get(), order_id), confirm_batch)
             .await
-            .unwrap_or_else(|lost| {
-                Err(redis::RedisError::from((
-                    redis::ErrorKind::Client,
-                    "replica confirmation",
-                    lost.to_string(),
-                )))
-            })
+            .unwrap_or_else(|lost| Err(lost.into_redis("replica confirmation")))
     }
 
     /// One confirmation of `orders` (user id, order id): which of them this master holds,
@@ -275,12 +269,6 @@ fn fewest_in_cluster_nodes(nodes: &str) -> u32 {
         })
         .min()
         .unwrap_or(0)
-}
-
-/// These locks are never held across an await or a call that can panic; a poisoned one
-/// still holds a valid value.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
