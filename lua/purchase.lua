@@ -21,8 +21,8 @@
 -- KEYS[2] stock    string units left; missing means "not seeded": never sellable
 -- KEYS[3] buyers   hash   user_id -> "order_id:quantity:created_ms"
 -- KEYS[4] stream   stream order intents, drained by the writer's consumer group; the
---                         field names (F_*) are defined by src/gate/stream.rs, which puts
---                         them on the line after `#!lua` when the script is loaded
+--                         field's name (F_INTENT) is defined by src/gate/stream.rs, which
+--                         puts it on the line after `#!lua` when the script is loaded
 -- KEYS[4 + i]      string purchase i's idempotency record,
 --                         "fingerprint|order_id:quantity:created_ms" with a TTL
 --
@@ -134,9 +134,9 @@ local function decide(i)
   --    The stream entry first: every read above succeeded on its key, so the stream (not
   --    read when there is no bound) is the one key whose write could still fail, and a
   --    failed first write leaves nothing half done (Redis does not undo a script's writes).
+  --    The entry is one field, "record:user_id:idempotency_key" (src/gate/stream.rs).
   local record = order_id .. ':' .. qty_text .. ':' .. now_ms
-  redis.call('XADD', stream, '*', F_ORDER_ID, order_id, F_USER_ID, user, F_QUANTITY, qty_text,
-    F_IDEMPOTENCY_KEY, idem_key, F_CREATED_MS, now_ms)
+  redis.call('XADD', stream, '*', F_INTENT, record .. ':' .. user .. ':' .. idem_key)
   left = redis.call('DECRBY', stock, qty_text)
   redis.call('HSET', buyers, user, record)
   redis.call('SET', idem, fp .. '|' .. record, 'EX', ttl)

@@ -8,8 +8,8 @@ use super::KeySpace;
 use crate::domain::ActivityId;
 
 /// The keys of one activity (the idempotency record's as a template with `{user}` and
-/// `{key}`), the writer's group, and the fields of a stream entry and of a
-/// dead letter.
+/// `{key}`), the writer's group, the field of a stream entry and its format, and the
+/// fields of a dead letter.
 pub fn describe(keys: &KeySpace, activity: ActivityId) -> Value {
     let k = keys.activity(activity);
     json!({
@@ -25,13 +25,8 @@ pub fn describe(keys: &KeySpace, activity: ActivityId) -> Value {
             "idempotency": k.idempotency_of("{user}", "{key}"),
         },
         "writer_group": WRITER_GROUP,
-        "intent_fields": {
-            "order_id": intent::ORDER_ID,
-            "user_id": intent::USER_ID,
-            "quantity": intent::QUANTITY,
-            "idempotency_key": intent::IDEMPOTENCY_KEY,
-            "created_ms": intent::CREATED_MS,
-        },
+        "intent_field": intent::FIELD,
+        "intent_format": "order_id:quantity:created_ms:user_id:idempotency_key",
         "dead_letter_fields": {
             "entry": dead_letter::ENTRY,
             "reason": dead_letter::REASON,
@@ -52,6 +47,9 @@ mod tests {
         assert_eq!(d["activity"]["stream"], k.stream);
         assert_eq!(d["activity"]["stock"], "p:{a:7}:stock");
         assert_eq!(d["writer_group"], WRITER_GROUP);
-        assert_eq!(d["intent_fields"]["user_id"], intent::USER_ID);
+        assert_eq!(d["intent_field"], intent::FIELD);
+        let format = d["intent_format"].as_str().unwrap_or_default();
+        let example = intent::encode(1, 2, 3, 4, "k");
+        assert_eq!(format.split(':').count(), example.split(':').count());
     }
 }

@@ -368,7 +368,7 @@ mod tests {
         }
         assert!(script_source("purchase")
             .unwrap_or_default()
-            .contains("local F_ORDER_ID"));
+            .contains("local F_INTENT"));
         assert_eq!(script_source("nope"), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The activity stream's contract, in one place: the fields of an order intent (appended by
+//! The activity stream's contract, in one place: the field of an order intent (appended by
 //! `lua/purchase.lua`, read by the writer and by recovery), the writer's consumer group, and
 //! the fields of a dead letter.
 //!
@@ -11,27 +11,46 @@
 /// Name of the writer's consumer group on every activity stream (created by the seed).
 pub const WRITER_GROUP: &str = "writers";
 
-/// The fields of an order intent: one stream entry per accepted order.
+/// An order intent: one stream entry per accepted order, of one field.
+///
+/// One field, not one per value: every field costs Redis an element to append, to walk past
+/// when it deletes the entry and to send when the writer reads it, and costs the writer a
+/// reply value to parse — a measurable part of what a purchase costs (issue 11).
 pub mod intent {
-    /// The order id (a snowflake chosen before the script ran).
-    pub const ORDER_ID: &str = "o";
-    /// The buyer's user id.
-    pub const USER_ID: &str = "u";
-    /// Units bought.
-    pub const QUANTITY: &str = "q";
-    /// The purchase's idempotency key (kept on the order row, so a rebuild can restore it).
-    pub const IDEMPOTENCY_KEY: &str = "k";
-    /// Redis' clock at acceptance, ms since the Unix epoch.
-    pub const CREATED_MS: &str = "t";
+    /// The entry's one field: `order_id:quantity:created_ms:user_id:idempotency_key`
+    /// ([`encode`]). The first three are the buyer's record as the purchase script keeps it;
+    /// the idempotency key comes last because it may itself contain `:`.
+    pub const FIELD: &str = "i";
 
     /// Every field, with the name of the Lua local that holds it in the purchase script.
-    pub const LUA_NAMES: [(&str, &str); 5] = [
-        ("F_ORDER_ID", ORDER_ID),
-        ("F_USER_ID", USER_ID),
-        ("F_QUANTITY", QUANTITY),
-        ("F_IDEMPOTENCY_KEY", IDEMPOTENCY_KEY),
-        ("F_CREATED_MS", CREATED_MS),
-    ];
+    pub const LUA_NAMES: [(&str, &str); 1] = [("F_INTENT", FIELD)];
+
+    /// The value of [`FIELD`], as `lua/purchase.lua` writes it.
+    pub fn encode(
+        order_id: u64,
+        quantity: i32,
+        created_ms: i64,
+        user_id: u64,
+        idempotency_key: &str,
+    ) -> String {
+        format!("{order_id}:{quantity}:{created_ms}:{user_id}:{idempotency_key}")
+    }
+
+    /// The five fields of an intent as versions before the one-field format wrote it. Still
+    /// read (by the writer, recovery and dead letters), so that entries left in a stream
+    /// across an upgrade are stored like the others.
+    pub mod legacy {
+        /// The order id (a snowflake chosen before the script ran).
+        pub const ORDER_ID: &str = "o";
+        /// The buyer's user id.
+        pub const USER_ID: &str = "u";
+        /// Units bought.
+        pub const QUANTITY: &str = "q";
+        /// The purchase's idempotency key.
+        pub const IDEMPOTENCY_KEY: &str = "k";
+        /// Redis' clock at acceptance, ms since the Unix epoch.
+        pub const CREATED_MS: &str = "t";
+    }
 }
 
 /// The fields of a dead letter: an entry the writer could never store, moved to the
@@ -51,7 +70,7 @@ pub mod dead_letter {
     }
 }
 
-/// A script's source with the intent's field names defined right after its `#!lua` line
+/// A script's source with the intent's field name defined right after its `#!lua` line
 /// (Redis reads the shebang only on the first line).
 pub(super) fn script_source(script: &str) -> String {
     let (shebang, body) = script.split_once('\n').unwrap_or((script, ""));

@@ -38,7 +38,7 @@ use crate::domain::{ActivityId, UserId};
 use crate::gate::stream::dead_letter;
 use crate::gate::{Gate, OrderRecord, RestoreCounts, RestoredOrder, SeedOutcome, SeedSpec};
 use crate::store::entity::{activity, order, utc};
-use crate::writer::OrderIntent;
+use crate::writer::{Entry, OrderIntent};
 
 /// Why a recovery tool could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -216,8 +216,8 @@ async fn dead_letter_intents(
     Ok(entries
         .into_iter()
         .filter_map(|mut e| {
-            e.map = e
-                .map
+            e.fields = e
+                .fields
                 .into_iter()
                 .filter_map(|(k, v)| {
                     Some((k.strip_prefix(dead_letter::ORIGINAL_PREFIX)?.to_owned(), v))
@@ -228,17 +228,13 @@ async fn dead_letter_intents(
         .collect())
 }
 
-async fn all_entries(
-    gate: &Gate,
-    stream: &str,
-) -> Result<Vec<redis::streams::StreamId>, redis::RedisError> {
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+async fn all_entries(gate: &Gate, stream: &str) -> Result<Vec<Entry>, redis::RedisError> {
+    redis::cmd("XRANGE")
         .arg(stream)
         .arg("-")
         .arg("+")
         .query_async(&mut gate.connection())
-        .await?;
-    Ok(reply.ids)
+        .await
 }
 
 /// The per-user view of an activity in Redis, for [`reconcile`].

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::redis_conn::RedisConn;
-use redis::streams::StreamId;
 use sea_orm::{DatabaseConnection, DbErr};
 
+use super::entry::Entry;
 use super::intent::OrderIntent;
 use super::persist::{persist_batch, BatchOutcome, PersistError};
 use super::terms::TermsCache;
@@ -67,7 +67,7 @@ impl From<PersistError> for StoreError {
 pub(super) struct Batch {
     pub activity: ActivityId,
     pub keys: ActivityKeys,
-    pub entries: Vec<StreamId>,
+    pub entries: Vec<Entry>,
     pub db: DatabaseConnection,
     /// A connection that never blocks (the reading one waits in `XREADGROUP … BLOCK`).
     pub conn: RedisConn,
@@ -252,7 +252,7 @@ impl Batch {
     }
 
     /// Moves one entry to the dead-letter stream with its reason, atomically with its ack.
-    async fn dead_letter(&self, entry: &StreamId, reason: &str) -> redis::RedisResult<()> {
+    async fn dead_letter(&self, entry: &Entry, reason: &str) -> redis::RedisResult<()> {
         let keys = &self.keys;
         tracing::error!(entry = %entry.id, stream = %keys.stream, reason, "dead-lettering order intent");
         metrics::counter!("seckill_writer_orders_total", "result" => "dead_letter").increment(1);
@@ -261,7 +261,7 @@ impl Batch {
             (dead_letter::REASON.into(), reason.as_bytes().to_vec()),
         ];
         // Keep the original fields as they were, whatever their type.
-        fields.extend(entry.map.iter().map(|(k, v)| {
+        fields.extend(entry.fields.iter().map(|(k, v)| {
             let raw = match v {
                 redis::Value::BulkString(b) => b.clone(),
                 other => format!("{other:?}").into_bytes(),

@@ -30,10 +30,12 @@
 //! would hold up every request queued behind it on the shared multiplexed connection.
 
 mod batch;
+mod entry;
 mod intent;
 mod persist;
 mod terms;
 
+pub use entry::{Entry, StreamsRead};
 pub use intent::OrderIntent;
 pub use persist::{persist_batch, BatchOutcome, PersistError};
 pub use terms::{Terms, TermsCache};
@@ -41,10 +43,7 @@ pub use terms::{Terms, TermsCache};
 use std::time::{Duration, Instant};
 
 use crate::redis_conn::{RedisClient, RedisConn};
-use redis::streams::{
-    StreamAutoClaimReply, StreamClaimReply, StreamInfoConsumersReply, StreamPendingCountReply,
-    StreamReadReply,
-};
+use redis::streams::{StreamInfoConsumersReply, StreamPendingCountReply};
 use redis::AsyncCommands;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinSet;
@@ -54,6 +53,7 @@ use crate::configuration::WriterSettings;
 use crate::domain::ActivityId;
 use crate::gate::{stream_backlog, ActivityKeys, KeySpace, ReplicaAcks, WRITER_GROUP};
 use batch::{Attempts, Batch};
+use entry::AutoClaimed;
 
 /// How often the writer re-reads the set of activities (new sales start mid-run) and looks
 /// for dead consumers' entries.
@@ -384,15 +384,11 @@ impl Writer {
         let mut batches = Vec::new();
         self.last_read_full = reply
             .iter()
-            .any(|stream| stream.ids.len() >= self.settings.batch_size);
-        for stream in reply {
-            if let Some(idx) = self
-                .sources
-                .iter()
-                .position(|s| s.keys.stream == stream.key)
-            {
-                if !stream.ids.is_empty() {
-                    batches.push(self.batch(idx, stream.ids));
+            .any(|(_, entries)| entries.len() >= self.settings.batch_size);
+        for (key, entries) in reply {
+            if let Some(idx) = self.sources.iter().position(|s| s.keys.stream == key) {
+                if !entries.is_empty() {
+                    batches.push(self.batch(idx, entries));
                 }
             }
         }
@@ -410,7 +406,7 @@ impl Writer {
     }
 
     /// On one Redis: one `XREADGROUP` over every stream, blocking up to `block_ms`.
-    async fn read_all(&mut self) -> anyhow::Result<Vec<redis::streams::StreamKey>> {
+    async fn read_all(&mut self) -> anyhow::Result<Vec<(String, Vec<Entry>)>> {
         self.read_streams(0..self.sources.len(), self.may_wait())
             .await
     }
@@ -418,12 +414,12 @@ impl Writer {
     /// On a cluster each activity's stream lives in a slot of its own, and one command may
     /// not span slots: one `XREADGROUP` per stream, none blocking; when none had anything,
     /// a pause of `block_ms` stands in for the blocking read.
-    async fn read_each(&mut self) -> anyhow::Result<Vec<redis::streams::StreamKey>> {
+    async fn read_each(&mut self) -> anyhow::Result<Vec<(String, Vec<Entry>)>> {
         let mut found = Vec::new();
         for i in 0..self.sources.len() {
             found.extend(self.read_streams(i..i + 1, false).await?);
         }
-        if found.iter().all(|k| k.ids.is_empty()) && self.may_wait() {
+        if found.iter().all(|(_, entries)| entries.is_empty()) && self.may_wait() {
             tokio::time::sleep(Duration::from_millis(self.settings.block_ms)).await;
         }
         Ok(found)
@@ -435,7 +431,7 @@ impl Writer {
         &mut self,
         range: std::ops::Range<usize>,
         block: bool,
-    ) -> anyhow::Result<Vec<redis::streams::StreamKey>> {
+    ) -> anyhow::Result<Vec<(String, Vec<Entry>)>> {
         let start = if self.reread_own { "0" } else { ">" };
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
@@ -454,8 +450,8 @@ impl Writer {
             cmd.arg(start);
         }
         let read = cmd.query_async(&mut self.conn).await;
-        let reply: Option<StreamReadReply> = self.lost_group(read)?;
-        Ok(reply.map(|r| r.keys).unwrap_or_default())
+        let StreamsRead(streams) = self.lost_group(read)?;
+        Ok(streams)
     }
 
     /// A read's result; Redis having lost the group (restart without persistence) makes
@@ -474,7 +470,7 @@ impl Writer {
     async fn reclaim(&mut self) -> anyhow::Result<Vec<Batch>> {
         let mut batches = Vec::new();
         for idx in 0..self.sources.len() {
-            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            let AutoClaimed(claimed) = redis::cmd("XAUTOCLAIM")
                 .arg(&self.sources[idx].keys.stream)
                 .arg(WRITER_GROUP)
                 .arg(&self.consumer)
@@ -484,13 +480,13 @@ impl Writer {
                 .arg(self.settings.batch_size)
                 .query_async(&mut self.conn)
                 .await?;
-            if !reply.claimed.is_empty() {
+            if !claimed.is_empty() {
                 tracing::info!(
                     activity = %self.sources[idx].id,
-                    entries = reply.claimed.len(),
+                    entries = claimed.len(),
                     "reclaimed entries of a dead consumer"
                 );
-                batches.push(self.batch(idx, reply.claimed));
+                batches.push(self.batch(idx, claimed));
             }
         }
         Ok(batches)
@@ -539,25 +535,27 @@ impl Writer {
                 if ids.is_empty() {
                     continue;
                 }
-                let claimed: StreamClaimReply = self
+                // Redis before 7.0 answers an entry deleted meanwhile as nil.
+                let claimed: Vec<Option<Entry>> = self
                     .conn
                     .xclaim(&stream, WRITER_GROUP, &self.consumer, 0, &ids)
                     .await?;
-                if !claimed.ids.is_empty() {
+                let claimed: Vec<Entry> = claimed.into_iter().flatten().collect();
+                if !claimed.is_empty() {
                     tracing::info!(
                         activity = %self.sources[idx].id,
                         dead = %c.name,
-                        entries = claimed.ids.len(),
+                        entries = claimed.len(),
                         "claimed the entries of a dead writer"
                     );
-                    batches.push(self.batch(idx, claimed.ids));
+                    batches.push(self.batch(idx, claimed));
                 }
             }
         }
         Ok(batches)
     }
 
-    fn batch(&self, idx: usize, entries: Vec<redis::streams::StreamId>) -> Batch {
+    fn batch(&self, idx: usize, entries: Vec<Entry>) -> Batch {
         Batch {
             activity: self.sources[idx].id,
             keys: self.sources[idx].keys.clone(),

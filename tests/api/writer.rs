@@ -10,7 +10,7 @@ use serde_json::json;
 use seckill::domain::ActivityId;
 use seckill::gate::stream::{dead_letter, intent};
 use seckill::gate::WRITER_GROUP;
-use seckill::writer::{persist_batch, BatchOutcome, OrderIntent, Terms};
+use seckill::writer::{persist_batch, BatchOutcome, Entry, OrderIntent, StreamsRead, Terms};
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 
@@ -25,14 +25,13 @@ fn stream_key(app: &TestApp, activity: u64) -> String {
 }
 
 async fn entries(app: &TestApp, activity: u64) -> Vec<OrderIntent> {
-    let reply: StreamRangeReply = app
+    let reply: Vec<Entry> = app
         .redis
         .clone()
         .xrange_all(stream_key(app, activity))
         .await
         .unwrap();
     reply
-        .ids
         .iter()
         .map(|e| OrderIntent::parse(e).unwrap())
         .collect()
@@ -153,15 +152,37 @@ async fn a_redelivered_entry_inserts_nothing_and_is_acked() {
     assert!(entries(&app, activity).await.is_empty());
     // The same intent appended again, as a re-delivery would present it.
     let stored = app.orders(activity).await.remove(0);
+    let packed = intent::encode(
+        stored.id,
+        stored.quantity,
+        chrono::Utc::now().timestamp_millis(),
+        stored.user_id,
+        &stored.idempotency_key,
+    );
+    let _: String = app
+        .redis
+        .clone()
+        .xadd(stream_key(&app, activity), "*", &[(intent::FIELD, packed)])
+        .await
+        .unwrap();
+    wait_pending_zero(&app, activity).await;
+    assert_eq!(app.orders(activity).await.len(), 1);
+    assert_eq!(app.activity_row(activity).await.sold, 1);
+}
+
+/// Entries written by a version before the one-field intent (five fields) may still be in a
+/// stream when the new writer starts: they are stored like the others.
+#[tokio::test]
+async fn an_entry_in_the_five_field_format_of_earlier_versions_is_stored() {
+    let app = spawn_app().await;
+    let activity = app.create_activity(10, 1).await;
+    let created_ms = chrono::Utc::now().timestamp_millis();
     let fields = [
-        (intent::ORDER_ID, stored.id.to_string()),
-        (intent::USER_ID, stored.user_id.to_string()),
-        (intent::QUANTITY, stored.quantity.to_string()),
-        (intent::IDEMPOTENCY_KEY, stored.idempotency_key.clone()),
-        (
-            intent::CREATED_MS,
-            chrono::Utc::now().timestamp_millis().to_string(),
-        ),
+        (intent::legacy::ORDER_ID, "7300000000000001".to_string()),
+        (intent::legacy::USER_ID, "777".to_string()),
+        (intent::legacy::QUANTITY, "1".to_string()),
+        (intent::legacy::IDEMPOTENCY_KEY, "legacy:k".to_string()),
+        (intent::legacy::CREATED_MS, created_ms.to_string()),
     ];
     let _: String = app
         .redis
@@ -170,8 +191,14 @@ async fn a_redelivered_entry_inserts_nothing_and_is_acked() {
         .await
         .unwrap();
     wait_pending_zero(&app, activity).await;
-    assert_eq!(app.orders(activity).await.len(), 1);
-    assert_eq!(app.activity_row(activity).await.sold, 1);
+    let rows = app.orders(activity).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].id, rows[0].user_id, rows[0].quantity),
+        (7_300_000_000_000_001, 777, 1)
+    );
+    assert_eq!(rows[0].idempotency_key, "legacy:k");
+    assert_eq!(app.admin_stats(activity).await["dead_letters"], 0);
 }
 
 #[tokio::test]
@@ -184,7 +211,7 @@ async fn a_poison_entry_is_dead_lettered_and_does_not_block_the_others() {
         .xadd(
             stream_key(&app, activity),
             "*",
-            &[(intent::ORDER_ID, "not-a-number")],
+            &[(intent::FIELD, "not-a-number")],
         )
         .await
         .unwrap();
@@ -200,7 +227,7 @@ async fn a_poison_entry_is_dead_lettered_and_does_not_block_the_others() {
         .await
         .unwrap();
     let reason: String = dead.ids[0].get(dead_letter::REASON).unwrap();
-    assert!(reason.contains("missing or malformed"), "{reason}");
+    assert!(reason.contains("malformed"), "{reason}");
 }
 
 /// A consumer read entries, committed them, and died before acking: a live writer reclaims
@@ -216,7 +243,7 @@ async fn entries_of_a_consumer_that_died_after_commit_are_reclaimed() {
         assert_eq!(app.purchase(activity, user, "k", None).await.status(), 201);
     }
     // The doomed consumer: read, commit, no ack.
-    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+    let StreamsRead(read) = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(WRITER_GROUP)
         .arg("doomed")
@@ -228,8 +255,8 @@ async fn entries_of_a_consumer_that_died_after_commit_are_reclaimed() {
         .query_async(&mut app.redis.clone())
         .await
         .unwrap();
-    let batch: Vec<OrderIntent> = read.keys[0]
-        .ids
+    let batch: Vec<OrderIntent> = read[0]
+        .1
         .iter()
         .map(|e| OrderIntent::parse(e).unwrap())
         .collect();
