@@ -352,11 +352,45 @@ async fn a_batch_decides_each_purchase_as_if_it_came_alone() {
         );
     }
     assert_eq!((f.stock().await, f.stream_len().await), (Some(0), 4));
+    // The buyers hash (written once, at the end of the call) holds each accept's record.
+    let buyers: std::collections::HashMap<u64, String> =
+        f.conn.clone().hgetall(f.keys().buyers).await.unwrap();
+    let mut who: Vec<u64> = buyers.keys().copied().collect();
+    who.sort_unstable();
+    assert_eq!(who, [1, 2, 4, 5]);
+    let record = &buyers[&4];
+    assert!(
+        record.starts_with(&format!("{}:2:", order(6).order_id)),
+        "{record}"
+    );
     // Candidate order ids were given in order: each accept kept its own.
     assert_eq!(
         [0, 1, 6, 7].map(|i| order(i).order_id),
         [1001, 1002, 1007, 1008]
     );
+}
+
+/// The buyers hash is written once, at the end of a call: a buyer's second key in the same
+/// call must still find the first order (the script's own note of this call's accepts).
+#[tokio::test]
+async fn a_buyer_twice_in_one_call_gets_one_order() {
+    let f = fixture(10, 1, -1000, 60_000).await;
+    // The first attempt goes alone (nothing is in flight); the others queue behind it and
+    // go together in the next call.
+    let attempts: Vec<(u64, &str, i64)> = vec![(9, "w", 1), (1, "a", 1), (1, "b", 1), (2, "a", 1)];
+    let outcomes = concurrently(&f, &attempts).await;
+    let Ok(GateOutcome::Accepted { order: first, .. }) = &outcomes[1] else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(
+        outcomes[2].as_ref().ok(),
+        Some(&GateOutcome::AlreadyPurchased(*first))
+    );
+    assert!(matches!(
+        outcomes[3],
+        Ok(GateOutcome::Accepted { remaining: 7, .. })
+    ));
+    assert_eq!((f.stock().await, f.stream_len().await), (Some(7), 3));
 }
 
 /// One purchase's failure in the script is its own: the others of its call are decided.
