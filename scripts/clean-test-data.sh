@@ -7,14 +7,16 @@
 #   scripts/clean-test-data.sh --run ID   the data of one run, whatever its age (the id that a
 #                                         failed loadtest/run prints, e.g. load_1795465334_4242)
 #
-# A run's data is named after its id <kind>_<unix secs>_<suffix> (kinds: test = cargo test,
-# load = loadtest/run, cmp = loadtest/compare): database seckill_<id>, keys <id>:… .
+# A run's data is named after its id <kind>_<unix secs>_<suffix> (kinds: test = cargo test
+# and scripts/api-contract, load = loadtest/run and loadtest/lifecycle, cmp = loadtest/compare,
+# prof = loadtest/profile, acks = loadtest/replica-acks, failover = loadtest/failover):
+# database seckill_<id>, keys <id>:… .
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/addr.sh
 source "$root/scripts/addr.sh"
 
-kinds='test|load|cmp'
+kinds='test|load|cmp|prof|acks|failover'
 cutoff=$(( $(date +%s) - 3600 ))
 say() { echo "clean: $*"; }
 
