@@ -113,7 +113,11 @@ mod tests {
         let now = chrono::Utc::now().timestamp() as u64;
         let with_exp = |exp: u64| signed(&serde_json::json!({"sub": "7", "exp": exp}), b"s");
         assert_eq!(v.verify(&with_exp(now + 60)), Some(UserId::new(7)));
-        assert_eq!(v.verify(&with_exp(now - 2)), Some(UserId::new(7)), "within leeway");
+        assert_eq!(
+            v.verify(&with_exp(now - 2)),
+            Some(UserId::new(7)),
+            "within leeway"
+        );
         assert_eq!(v.verify(&with_exp(now - 60)), None, "expired");
     }
 

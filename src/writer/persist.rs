@@ -266,7 +266,7 @@ async fn stored(
 /// A batch goes in at most `⌈n / 512⌉ + 1` statements of these sizes (a batch of 92: 80 + 12).
 ///
 /// Why: sqlx prepares each statement text once per connection and keeps the last 100 in its
-/// cache; one text per batch size (up to `writer.batch_size`, 500) overflowed it, and most
+/// cache; one text per batch size (up to `writer.batch_size`) overflowed it, and most
 /// batches paid a `PREPARE` first — a round trip, and one column definition for each of
 /// the statement's up to 5,000 parameters to decode (a compare run: 909 prepares for 1,440
 /// inserts, the definitions a visible part of the writer's profile). 47 texts stay cached.
