@@ -18,6 +18,9 @@ pub struct Claims {
     /// Not before, seconds since the Unix epoch: honoured when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// An audience: present, the token is meant for another service and is refused.
+    #[serde(default, skip_serializing)]
+    pub aud: Option<serde::de::IgnoredAny>,
 }
 
 /// Verifies buyer tokens.
@@ -55,6 +58,11 @@ impl Verifier {
         }
         let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let claims: Claims = serde_json::from_slice(&json).ok()?;
+        // A token for another audience is not a buyer token here (as jsonwebtoken's
+        // validation refused any `aud` when none is configured).
+        if claims.aud.is_some() {
+            return None;
+        }
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         if claims.exp.saturating_add(LEEWAY_SECS) < now {
             return None;
@@ -77,6 +85,7 @@ pub fn mint_token(secret: &str, user: UserId, ttl_secs: u64) -> anyhow::Result<S
         sub: user.to_string(),
         exp,
         nbf: None,
+        aud: None,
     };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -130,6 +139,7 @@ mod tests {
             serde_json::json!({"sub": "7"}),
             serde_json::json!({"sub": "x", "exp": exp}),
             serde_json::json!({"sub": 7, "exp": exp}),
+            serde_json::json!({"sub": "7", "exp": exp, "aud": "billing"}),
         ] {
             assert_eq!(v.verify(&signed(&claims, b"s")), None, "{claims}");
         }
@@ -159,6 +169,7 @@ mod tests {
                 sub: "42".into(),
                 exp: now + 600,
                 nbf: Some(nbf),
+                aud: None,
             };
             jsonwebtoken::encode(
                 &Header::new(Algorithm::HS256),

@@ -111,9 +111,11 @@ impl FromRedisValue for AutoClaimed {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         match v {
             // [cursor, [entry…]] (Redis 6.2) or [cursor, [entry…], [deleted id…]] (7.0+)
+            // Redis 6.2 answers an entry deleted while pending as nil: skipped.
             Value::Array(items) if (2..=3).contains(&items.len()) => {
                 let entries = items.into_iter().nth(1).unwrap_or(Value::Nil);
-                Ok(Self(Vec::<Entry>::from_redis_value(entries)?))
+                let entries = Vec::<Option<Entry>>::from_redis_value(entries)?;
+                Ok(Self(entries.into_iter().flatten().collect()))
             }
             other => Err(malformed("XAUTOCLAIM reply", &other)),
         }
@@ -192,7 +194,7 @@ mod tests {
 
     #[test]
     fn autoclaim_replies_of_both_versions() {
-        let entries = Value::Array(vec![entry("5-0", &[("i", "v")])]);
+        let entries = Value::Array(vec![entry("5-0", &[("i", "v")]), Value::Nil]);
         for reply in [
             Value::Array(vec![bulk("0-0"), entries.clone()]),
             Value::Array(vec![bulk("0-0"), entries.clone(), Value::Array(vec![])]),

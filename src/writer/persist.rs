@@ -292,7 +292,12 @@ async fn insert_ignore(
     let mut inserted = 0;
     while !rows.is_empty() {
         let (chunk, rest) = rows.split_at(chunk_len(rows.len()));
-        inserted += insert_chunk(txn, activity_id, terms, now, chunk).await?;
+        let n = insert_chunk(txn, activity_id, terms, now, chunk).await?;
+        inserted += n;
+        if n != chunk.len() as u64 {
+            // The caller rolls back (the count falls short): no use inserting the rest.
+            break;
+        }
         rows = rest;
     }
     Ok(inserted)
