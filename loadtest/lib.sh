@@ -18,6 +18,17 @@ cpu_seconds() { # pid → seconds
   python3 -c 'import os,sys; print(int(sys.argv[1]) / os.sysconf("SC_CLK_TCK"))' "$(cpu_ticks "$1")"
 }
 
+# Waits until a stream is empty (the writer deletes each entry it stored): status 1 if it
+# still holds entries after a minute.
+stream_drained() { # stream
+  local _
+  for _ in $(seq 1 1200); do
+    [ "$(redis_cli xlen "$1")" = 0 ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
 # The configured Redis' process id when that Redis runs on this machine (its CPU per request
 # can then be measured), else 0.
 local_redis_pid() {

@@ -48,9 +48,9 @@ local ttl, bound = ARGV[1], tonumber(ARGV[2])
 -- `now_ms` is Redis' clock as text, formatted once: Lua formats a number with printf on
 -- every concatenation or command argument, a measurable part of the script's CPU.
 local m, starts, ends, limit, now, now_ms, left, queued
--- This call's accepts: user_id -> record (written to the buyers hash at the end), and
--- whether the stock changed.
-local added, sold = {}, false
+-- This call's accepts: user_id -> record (written to the buyers hash at the end; any entry
+-- means the stock changed too).
+local added = {}
 
 local function decide(i)
   local a = 3 + 5 * (i - 1)
@@ -149,7 +149,6 @@ local function decide(i)
   local record = order_id .. ':' .. qty_text .. ':' .. now_ms
   redis.call('XADD', stream, '*', F_INTENT, record .. ':' .. user .. ':' .. idem_key)
   left = left - qty
-  sold = true
   added[user] = record
   redis.call('SET', idem, fp .. '|' .. record, 'EX', ttl)
   if queued then
@@ -170,7 +169,7 @@ end
 
 -- The call's accepts, written once (see the top): the stock first, so that an accepted
 -- unit is never sellable again, then the buyers.
-if sold then
+if next(added) then
   redis.call('SET', stock, string.format('%d', left), 'KEEPTTL')
   local pairs_ = {}
   for user, record in pairs(added) do

@@ -25,12 +25,26 @@ impl Entry {
 #[derive(Debug, Default)]
 pub struct StreamsRead(pub Vec<(String, Vec<Entry>)>);
 
+/// The entries an `XCLAIM` claimed. Redis before 7.0 answers an entry deleted while pending
+/// as nil among them: skipped.
+#[derive(Debug, Default)]
+pub struct Claimed(pub Vec<Entry>);
+
 /// What `XAUTOCLAIM` claimed (the cursor and the ids of deleted entries are not used).
 #[derive(Debug, Default)]
 pub struct AutoClaimed(pub Vec<Entry>);
 
 fn malformed(what: &str, v: &Value) -> ParsingError {
     format!("malformed {what}: {v:?}").into()
+}
+
+/// The two items of a two-item array (checked by the caller's pattern).
+fn two(items: Vec<Value>) -> (Value, Value) {
+    let mut items = items.into_iter();
+    (
+        items.next().unwrap_or(Value::Nil),
+        items.next().unwrap_or(Value::Nil),
+    )
 }
 
 fn text(v: Value) -> Result<String, ParsingError> {
@@ -63,10 +77,7 @@ impl FromRedisValue for Entry {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         match v {
             Value::Array(items) if items.len() == 2 => {
-                let mut items = items.into_iter();
-                let (Some(id), Some(fields)) = (items.next(), items.next()) else {
-                    unreachable!("two items")
-                };
+                let (id, fields) = two(items);
                 Ok(Self {
                     id: text(id)?,
                     fields: pairs(fields)?,
@@ -85,13 +96,7 @@ impl FromRedisValue for StreamsRead {
             Value::Array(streams) => streams
                 .into_iter()
                 .map(|s| match s {
-                    Value::Array(kv) if kv.len() == 2 => {
-                        let mut kv = kv.into_iter();
-                        match (kv.next(), kv.next()) {
-                            (Some(k), Some(e)) => Ok((k, e)),
-                            _ => unreachable!("two items"),
-                        }
-                    }
+                    Value::Array(kv) if kv.len() == 2 => Ok(two(kv)),
                     other => Err(malformed("stream of a read", &other)),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -107,15 +112,20 @@ impl FromRedisValue for StreamsRead {
     }
 }
 
+impl FromRedisValue for Claimed {
+    fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
+        let entries = Vec::<Option<Entry>>::from_redis_value(v)?;
+        Ok(Self(entries.into_iter().flatten().collect()))
+    }
+}
+
 impl FromRedisValue for AutoClaimed {
     fn from_redis_value(v: Value) -> Result<Self, ParsingError> {
         match v {
             // [cursor, [entry…]] (Redis 6.2) or [cursor, [entry…], [deleted id…]] (7.0+)
-            // Redis 6.2 answers an entry deleted while pending as nil: skipped.
             Value::Array(items) if (2..=3).contains(&items.len()) => {
                 let entries = items.into_iter().nth(1).unwrap_or(Value::Nil);
-                let entries = Vec::<Option<Entry>>::from_redis_value(entries)?;
-                Ok(Self(entries.into_iter().flatten().collect()))
+                Ok(Self(Claimed::from_redis_value(entries)?.0))
             }
             other => Err(malformed("XAUTOCLAIM reply", &other)),
         }

@@ -7,6 +7,7 @@ use redis::{FromRedisValue, Value};
 
 use super::entry::Entry;
 use crate::gate::stream::intent::{legacy, FIELD};
+use crate::idempotency::IdempotencyKey;
 
 /// An accepted order waiting to be persisted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +34,13 @@ impl OrderIntent {
         if intent.quantity < 1 || intent.order_id == 0 || intent.user_id == 0 {
             return Err(format!("impossible values in entry {}", entry.id));
         }
-        if intent.idempotency_key.is_empty() || intent.idempotency_key.len() > 64 {
-            return Err("idempotency key empty or longer than 64 characters".into());
+        if intent.idempotency_key.is_empty()
+            || intent.idempotency_key.len() > IdempotencyKey::MAX_LEN
+        {
+            return Err(format!(
+                "idempotency key empty or longer than {} characters",
+                IdempotencyKey::MAX_LEN
+            ));
         }
         // Checked here, entry by entry: found later, in the batch, it would condemn the
         // batch's other entries with it.

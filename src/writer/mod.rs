@@ -53,7 +53,7 @@ use crate::configuration::WriterSettings;
 use crate::domain::ActivityId;
 use crate::gate::{stream_backlog, ActivityKeys, KeySpace, ReplicaAcks, WRITER_GROUP};
 use batch::{Attempts, Batch};
-use entry::AutoClaimed;
+use entry::{AutoClaimed, Claimed};
 
 /// How often the writer re-reads the set of activities (new sales start mid-run) and looks
 /// for dead consumers' entries.
@@ -535,12 +535,10 @@ impl Writer {
                 if ids.is_empty() {
                     continue;
                 }
-                // Redis before 7.0 answers an entry deleted meanwhile as nil.
-                let claimed: Vec<Option<Entry>> = self
+                let Claimed(claimed) = self
                     .conn
                     .xclaim(&stream, WRITER_GROUP, &self.consumer, 0, &ids)
                     .await?;
-                let claimed: Vec<Entry> = claimed.into_iter().flatten().collect();
                 if !claimed.is_empty() {
                     tracing::info!(
                         activity = %self.sources[idx].id,
