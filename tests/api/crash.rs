@@ -15,6 +15,7 @@ use seckill::gate::stream_backlog;
 use seckill::store::entity::order;
 
 use crate::helpers::{token, TestApp};
+use crate::mysql_proxy::{target_of, MysqlProxy};
 use crate::service::{unacked_by, wait_for_consumer, Service};
 
 /// A definitive answer to a purchase.
@@ -140,8 +141,11 @@ const USERS_PER_CLIENT: u64 = 15;
 /// Every client starts its next user at the same moment: bursts of 40 buyers (plus 40
 /// replays) every `TICK`. 300 units for 40 new buyers a tick sell out in the 8th burst.
 const TICK: Duration = Duration::from_millis(300);
-/// The kills: in the bursts at ~0.3 s, ~1.2 s and ~1.8 s, all before the sell-out.
+/// The kills: in the first bursts at or after ~0.3 s, ~1.2 s and ~1.8 s, all before the
+/// sell-out (a restart takes ~1.3 s: the service's startup queries cross the slow proxy).
 const KILL_TICKS: [u32; 3] = [1, 4, 6];
+/// How long the proxy between the service and MySQL holds each reply of the server.
+const MYSQL_REPLY_DELAY: Duration = Duration::from_millis(20);
 
 /// What one buyer saw.
 struct UserLog {
@@ -218,7 +222,10 @@ struct Kill {
 /// (8 fresh `201`s of that burst received and 8 requests still unanswered), so requests
 /// are being decided in Lua while the signal goes out; the gate's entries of the burst
 /// reach the writer within `block_ms` (10 ms), so the writer is in the middle of reading,
-/// committing or acking that burst. The test records, for each kill, the requests it cut
+/// committing or acking that burst. MySQL is reached through a proxy that holds each reply
+/// 20 ms, so a batch's commit (several round trips) keeps its entries read-and-unacked for
+/// about 100 ms: long enough that the kills find the writer holding entries every time.
+/// Without it the writer's window was so short that, once in a while, all three missed it. The test records, for each kill, the requests it cut
 /// and the entries the killed writer held unacked (it asserts that the kills did cut
 /// requests, and that at least one caught the writer holding entries).
 ///
@@ -231,14 +238,23 @@ struct Kill {
 ///   and commit: each kill lands while the writer works through a burst (the
 ///   `writer_unacked` figures show it holding entries), which makes the window likely to be
 ///   hit over the three kills, not certain in one run (with the ack moved before the
-///   commit in a scratch copy of the service, 6 runs of 6 failed, 7 to 20 orders missing);
+///   commit in a scratch copy of the service, 6 runs of 6 failed, 7 to 20 orders missing;
+///   with the slow proxy, 3 runs of 3 failed, 1 to 40 missing);
 /// - a replay that returns another order, a lost idempotency record (a second order for a
 ///   key), a duplicate row per user, a `201` whose answer was lost and never persisted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_three_times_loses_no_accepted_order() {
     let started = Instant::now();
     // Entries held by a killed writer are reclaimed after 1 s idle (default 30 s).
-    let service = Service::new(&[("SECKILL__WRITER__CLAIM_IDLE_MS", "1000")]);
+    let mut service = Service::new(&[("SECKILL__WRITER__CLAIM_IDLE_MS", "1000")]);
+    // The children reach MySQL through a proxy that holds each reply MYSQL_REPLY_DELAY: a
+    // batch's commit then takes several of those, and the writer holds the burst's entries
+    // read-and-unacked for that long (with MySQL on loopback its window was so short that
+    // all three kills sometimes missed it).
+    let proxy =
+        MysqlProxy::start(target_of(&service.settings.database.url), MYSQL_REPLY_DELAY).await;
+    let via_proxy = proxy.url_for(&service.settings.database.url);
+    service.set_env("SECKILL__DATABASE__URL", &via_proxy);
     let mut instance: u16 = 1;
     let mut child = service.start(instance).await;
     let app = TestApp::attach(service.settings.clone(), service.address()).await;

@@ -2,19 +2,17 @@
 //! a writer backlog at its bound, MySQL unreachable for 10 s, Redis losing an activity's
 //! state, Redis selling more than the stock, and the operator's reconcile tool.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::streams::StreamRangeReply;
 use redis::AsyncCommands;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
 
 use seckill::gate::stream::{dead_letter, intent};
 
 use crate::helpers::{metric_value, problem, spawn_app_with, TestApp};
+use crate::mysql_proxy::{target_of, MysqlProxy};
 
 /// Order ids of the 201 answers (fresh or replayed) for `users` buying with key `k<user>`.
 async fn buy_all(app: &TestApp, activity: u64, users: impl Iterator<Item = u64>) -> Vec<u64> {
@@ -145,74 +143,14 @@ async fn at_the_backlog_bound_purchases_get_503_and_change_nothing() {
     assert_eq!(app.remaining(activity).await, 7);
 }
 
-/// A TCP proxy in front of MariaDB that can cut every connection and refuse new ones.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    cut: tokio::sync::watch::Sender<u64>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let (cut, cuts) = tokio::sync::watch::channel(0u64);
-        let up2 = up.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                if !up2.load(Ordering::SeqCst) {
-                    drop(client); // MySQL "unreachable": the connection closes at once
-                    continue;
-                }
-                let mut cuts = cuts.clone();
-                // A clone remembers the version its source saw: mark the cuts before this
-                // connection as seen, or it would be cut at once.
-                cuts.mark_unchanged();
-                let target = target.clone();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cuts.changed() => {} // dropping both sockets cuts the link
-                    }
-                });
-            }
-        });
-        Proxy { port, up, cut }
-    }
-
-    fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cut.send_modify(|n| *n += 1);
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test]
 async fn mysql_unreachable_for_10_s_sales_go_on_bounded_and_the_backlog_drains_after() {
-    let mut url = url::Url::parse(&crate::helpers::test_settings().database.url).unwrap();
-    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(3306));
-    let proxy = Proxy::start(target).await;
-    let direct = url.clone();
-    url.set_host(Some("127.0.0.1")).unwrap();
-    url.set_port(Some(proxy.port)).unwrap();
+    let mysql = crate::helpers::test_settings().database.url;
+    let proxy = MysqlProxy::start(target_of(&mysql), Duration::ZERO).await;
     let mut direct_db = String::new();
     let mut app = spawn_app_with(|s| {
-        let path = url::Url::parse(&s.database.url).unwrap().path().to_owned();
-        url.set_path(&path);
-        let mut d = direct.clone();
-        d.set_path(&path);
-        direct_db = d.to_string();
-        s.database.url = url.to_string();
+        direct_db = s.database.url.clone();
+        s.database.url = proxy.url_for(&s.database.url);
         s.writer.max_backlog = 25;
         s.writer.retry_min_ms = 50;
         s.writer.retry_max_ms = 1_000;

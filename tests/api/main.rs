@@ -11,6 +11,7 @@ mod helpers;
 mod hostile;
 mod lifecycle_crash;
 mod lifecycle_races;
+mod mysql_proxy;
 mod openapi;
 mod operations;
 mod payment_helpers;
