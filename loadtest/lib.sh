@@ -36,3 +36,9 @@ local_redis_pid() {
   pid=$(redis_cli info server | tr -d '\r' | awk -F: '/^process_id/ {print $2+0}')
   if [ -n "$pid" ] && grep -q redis "/proc/$pid/comm" 2>/dev/null; then echo "$pid"; else echo 0; fi
 }
+
+# Deletes the keys matching a pattern (SCAN, then UNLINK 500 at a time through one
+# redis-cli): a measure that leaves its keys behind slows the next one.
+unlink_matching() { # pattern
+  redis_cli --scan --pattern "$1" | xargs -r -n 500 echo UNLINK | redis_cli >/dev/null
+}

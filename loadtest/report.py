@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import re
+import statistics
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--out", required=True)
@@ -106,7 +107,12 @@ def wrk(name):
     return result
 
 
-capacity = {name: wrk(name) for name in ("buy", "soldout", "healthz", "healthz-shaped", "cost")}
+# The cost rounds (loadtest/run: healthz-shaped-<r>, the minimal script, cost-<r>).
+rounds = sorted(int(m.group(1)) for m in
+                (re.fullmatch(r"wrk-cost-(\d+)\.txt", f) for f in os.listdir(out)) if m)
+capacity = {name: wrk(name) for name in
+            ["buy", "soldout", "healthz"] + [f"{p}-{r}" for r in rounds
+                                             for p in ("healthz-shaped", "cost")]}
 
 
 def ticks(text, who):
@@ -115,10 +121,27 @@ def ticks(text, who):
     return int(m.group(1)) / int(m.group(2)) if m else None
 
 
-def purchase_cost():
-    """What one stored order cost (the wrk-cost phase: buy with the writer running, until
-    drained), and the yardsticks of issue 11, in µs of CPU; None where not measured."""
-    text, minimal = read("wrk-cost.txt"), read("redis-minimal-cpu.txt")
+def cmdstats(name):
+    """Redis' INFO commandstats as saved by loadtest/run: command → (calls, µs)."""
+    stats = {}
+    for m in re.finditer(r"^cmdstat_([\w|]+):calls=(\d+),usec=(\d+)", read(name), re.M):
+        stats[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return stats
+
+
+def prom_sum_count(name):
+    """(sum, count) of the gate's batch-size histogram in a saved /metrics extract."""
+    text = read(name)
+    total = re.search(r"^seckill_gate_batch_size_sum ([\d.e+]+)", text, re.M)
+    n = re.search(r"^seckill_gate_batch_size_count (\d+)", text, re.M)
+    return (float(total.group(1)) if total else 0.0, int(n.group(1)) if n else 0)
+
+
+def purchase_cost(r):
+    """What one stored order cost in round r (wrk-cost-<r>: buy with the writer running, until
+    drained), its yardsticks of the same round, in µs of CPU, and where Redis' time went;
+    None where not measured."""
+    text, minimal = read(f"wrk-cost-{r}.txt"), read(f"redis-minimal-cpu-{r}.txt")
     orders = re.search(r"orders=(\d+)", text)
     calls = re.search(r"calls=(\d+)", minimal)
     if not orders or not int(orders.group(1)):
@@ -127,8 +150,10 @@ def purchase_cost():
     per = lambda s: round(s * 1e6 / n, 1) if s else None  # noqa: E731 (zero ticks: not measured)
     service, writer, redis = (ticks(text, w) for w in ("service", "writer", "redis"))
     redis_minimal = ticks(minimal, "redis")
-    shaped = capacity.get("healthz-shaped") or {}
+    shaped = capacity.get(f"healthz-shaped-{r}") or {}
+    keys = {k: int(v) for k, v in re.findall(r"(keys_before|keys_after)=(\d+)", text)}
     cost = {
+        "round": r,
         "orders": n,
         "redis_us_per_order": per(redis),
         "service_us_per_order": per((service or 0) + (writer or 0)),
@@ -136,15 +161,45 @@ def purchase_cost():
         "redis_minimal_script_us_per_call": round(redis_minimal * 1e6 / int(calls.group(1)), 1)
         if calls and redis_minimal else None,
         "service_healthz_shaped_us_per_req": shaped.get("service_cpu_us_per_req"),
+        "redis_keys_before": keys.get("keys_before"),
+        "redis_keys_after": keys.get("keys_after"),
     }
     cost["redis_vs_minimal_script"] = ratio(cost["redis_us_per_order"],
                                             cost["redis_minimal_script_us_per_call"])
     cost["service_vs_healthz_shaped"] = ratio(cost["service_us_per_order"],
                                               cost["service_healthz_shaped_us_per_req"])
-    # One activity's purchases all run on one Redis core.
-    cost["hot_activity_orders_per_s_per_redis_core"] = \
-        round(1e6 / cost["redis_us_per_order"]) if cost["redis_us_per_order"] else None
+    # Where Redis' time went: commandstats' calls and µs per stored order (commands a script
+    # runs are counted twice: on their own line and inside the script's).
+    before, after = cmdstats(f"cmdstats-cost-{r}-before.txt"), cmdstats(f"cmdstats-cost-{r}-after.txt")
+    cost["redis_commands_per_order"] = {
+        c: {"calls": round((after[c][0] - before.get(c, (0, 0))[0]) / n, 3),
+            "us": round((after[c][1] - before.get(c, (0, 0))[1]) / n, 2)}
+        for c in sorted(after, key=lambda c: before.get(c, (0, 0))[1] - after[c][1])
+        if after[c][0] > before.get(c, (0, 0))[0]}
+    (s0, c0), (s1, c1) = (prom_sum_count(f"gate-cost-{r}-{w}.txt") for w in ("before", "after"))
+    cost["gate_purchases_per_script_call"] = round((s1 - s0) / (c1 - c0), 2) if c1 > c0 else None
+    xack = cost["redis_commands_per_order"].get("xack")
+    cost["writer_orders_per_ack"] = round(1 / xack["calls"], 1) if xack and xack["calls"] else None
     return cost
+
+
+def median_cost(per_round):
+    """The rounds' figures and the median of each (the targets are judged on the medians)."""
+    if not per_round:
+        return None
+    med = {}
+    for k in ("redis_us_per_order", "service_us_per_order", "writer_us_per_order",
+              "redis_minimal_script_us_per_call", "service_healthz_shaped_us_per_req",
+              "redis_vs_minimal_script", "service_vs_healthz_shaped"):
+        values = [c[k] for c in per_round if c.get(k) is not None]
+        med[k] = statistics.median(values) if values else None
+    # One activity's purchases all run on one Redis core.
+    med["hot_activity_orders_per_s_per_redis_core"] = \
+        round(1e6 / med["redis_us_per_order"]) if med["redis_us_per_order"] else None
+    med["orders"] = sum(c["orders"] for c in per_round)
+    med["rounds"] = per_round
+    return med
+
 
 # --- phases: asked vs delivered, and whether the answers were invariant-checked -------------
 WHAT = {  # phase → (what it sends, what the invariant check covers, or why it does not)
@@ -171,7 +226,7 @@ def phase_row(name, sched):
     secs = float(sched["end"]) - float(sched["start"]) if sched else None
     asked_rate, conns, tool = (int(sched["asked_rate"]), int(sched["connections"]), sched["tool"]) \
         if sched else (0, a.vus, a.tool)
-    what, detail = WHAT.get(name, ("", ""))
+    what, detail = WHAT.get(re.sub(r"-\d+$", "", name), ("", ""))
     checked = (sched or {}).get("checked", "yes") == "yes"
     row = {"tool": tool, "secs": round(secs, 2) if secs else None, "asked_rate": asked_rate,
            "connections": conns, "what": what, "invariant_checked": checked,
@@ -245,13 +300,15 @@ def ratio(x, y):
     return round(x / y, 2) if x and y else None
 
 
-cost = purchase_cost()
+cost = median_cost([c for c in map(purchase_cost, rounds) if c])
 spike, flood, health = (phases.get(p, {}) for p in ("spike", "flood", "healthz"))
 # Ratios from the light client when it ran (the service's limits), else from the load tool.
 # The sold-out path is held to /healthz sent with the same requests (headers, wrk's Lua):
 # plain /healthz is a static request that costs wrk far less per request, so with client and
 # service on one machine it measures the client as much as the service.
-shaped = capacity.get("healthz-shaped")
+shaped_rps = [capacity[f"healthz-shaped-{r}"]["rps"] for r in rounds
+              if capacity.get(f"healthz-shaped-{r}")]
+shaped = {"rps": statistics.median(shaped_rps)} if shaped_rps else None
 if all(capacity[n] for n in ("buy", "soldout", "healthz")):
     buy_rps, soldout_rps, health_rps = (capacity[n]["rps"] for n in ("buy", "soldout", "healthz"))
     ratio_source = "wrk capacity phases"
@@ -442,18 +499,36 @@ if steady:
            f"**p99 {steady['p99_ms']} ms**"]
 if cost:
     md += ["", "## What a stored order costs (CPU time; wrk-cost phase: buy with the writer "
-           "running, until drained)", "",
+           f"running, until drained; median of {len(cost['rounds'])} round(s), each round "
+           "healthz-shaped, minimal script, cost in turn)", "",
            f"- orders stored: {num(cost['orders'])}",
            f"- Redis: **{cost['redis_us_per_order']} µs per order** (the purchase script and the "
            f"writer's reads, acks and deletes) ÷ {cost['redis_minimal_script_us_per_call']} µs per "
-           "call of loadtest/minimal_purchase.lua (redis-benchmark, same connections) = "
-           f"**{cost['redis_vs_minimal_script']}×**",
+           "call of loadtest/minimal_purchase.lua (redis-benchmark, same connections): median "
+           f"ratio **{cost['redis_vs_minimal_script']}×**",
            f"- hot-activity ceiling: one activity's purchases run on one Redis core: "
            f"**{num(cost['hot_activity_orders_per_s_per_redis_core'])} orders/s per Redis core**",
-           f"- service: **{cost['service_us_per_order']} µs per order** (service "
-           f"{round(cost['service_us_per_order'] - (cost['writer_us_per_order'] or 0), 1)} + writer "
-           f"{cost['writer_us_per_order']}) ÷ {cost['service_healthz_shaped_us_per_req']} µs per "
-           f"healthz-shaped request = **{cost['service_vs_healthz_shaped']}×**"]
+           f"- service: **{cost['service_us_per_order']} µs per order** (service and writer; "
+           f"writer {cost['writer_us_per_order']}) ÷ {cost['service_healthz_shaped_us_per_req']} µs "
+           f"per healthz-shaped request: median ratio **{cost['service_vs_healthz_shaped']}×**",
+           "", "| round | orders | Redis µs/order | minimal µs/call | Redis ratio | service+writer "
+           "µs/order | writer µs/order | healthz-shaped µs/req | service ratio | purchases per "
+           "script call | orders per writer ack | Redis keys before → after |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {c['round']} | {num(c['orders'])} | {c['redis_us_per_order']} | "
+           f"{c['redis_minimal_script_us_per_call']} | {c['redis_vs_minimal_script']}× | "
+           f"{c['service_us_per_order']} | {c['writer_us_per_order']} | "
+           f"{c['service_healthz_shaped_us_per_req']} | {c['service_vs_healthz_shaped']}× | "
+           f"{c['gate_purchases_per_script_call']} | {c['writer_orders_per_ack']} | "
+           f"{num(c['redis_keys_before'])} → {num(c['redis_keys_after'])} |" for c in cost["rounds"]]
+    top = sorted(cost["rounds"], key=lambda c: c["redis_vs_minimal_script"] or 0)
+    mid = top[len(top) // 2]
+    md += ["", f"Where Redis' time went in round {mid['round']} (the median Redis ratio; INFO "
+           "commandstats, per stored order; a script's commands are counted on their own line "
+           "and again inside the script's):", "", "| command | calls per order | µs per order |",
+           "|---|---|---|"]
+    md += [f"| {name} | {v['calls']} | {v['us']} |"
+           for name, v in mid["redis_commands_per_order"].items()]
 md += ["", f"## Ratios (from the {ratio_source})", "", "| ratio | value |", "|---|---|"]
 md += [f"| {k} | {v} |" for k, v in r.items()]
 md += ["", "## Targets", ""]
