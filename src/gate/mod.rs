@@ -196,8 +196,9 @@ pub struct Gate {
 }
 
 /// Every script of the gate by name (its file in `lua/`), compiled into the binary.
-const SCRIPTS: [(&str, &str); 8] = [
+const SCRIPTS: [(&str, &str); 9] = [
     ("purchase", include_str!("../../lua/purchase.lua")),
+    ("ack", include_str!("../../lua/ack.lua")),
     ("seed", include_str!("../../lua/seed.lua")),
     ("payment_token", include_str!("../../lua/payment_token.lua")),
     (

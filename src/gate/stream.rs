@@ -70,6 +70,37 @@ pub mod dead_letter {
     }
 }
 
+/// The writer's ack (`lua/ack.lua`): acks the entries of committed orders and trims from
+/// the stream every entry the writers' group is done with — so the stream holds the orders
+/// not yet in MySQL, plus, while an older batch is still committing, the newer batches
+/// already acked (see the script).
+pub struct StreamAck(redis::Script);
+
+impl Default for StreamAck {
+    fn default() -> Self {
+        Self(super::script("ack"))
+    }
+}
+
+impl StreamAck {
+    /// Acks `ids` (stored, dead-lettered or dropped) on `stream`, then trims it; with no ids,
+    /// only trims (after entries left the stream some other way: a dead letter's `XDEL`).
+    /// Returns how many were acked.
+    pub async fn run<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        stream: &str,
+        ids: &[&str],
+    ) -> redis::RedisResult<u64> {
+        let mut call = self.0.key(stream);
+        call.arg(WRITER_GROUP);
+        for id in ids {
+            call.arg(*id);
+        }
+        call.invoke_async(conn).await
+    }
+}
+
 /// A script's source with the intent's field name defined right after its `#!lua` line
 /// (Redis reads the shebang only on the first line).
 pub(super) fn script_source(script: &str) -> String {

@@ -23,7 +23,7 @@ use super::intent::OrderIntent;
 use super::persist::{persist_batch, BatchOutcome, PersistError};
 use super::terms::TermsCache;
 use crate::domain::ActivityId;
-use crate::gate::stream::dead_letter;
+use crate::gate::stream::{dead_letter, StreamAck};
 use crate::gate::{ActivityKeys, ReplicaAcks, WRITER_GROUP};
 use crate::store::is_data_error;
 
@@ -81,6 +81,7 @@ pub(super) struct Batch {
     pub permits: Arc<tokio::sync::Semaphore>,
     /// With `redis.replica_acks`: only entries the replicas have are stored.
     pub replica_acks: Option<Arc<ReplicaAcks>>,
+    pub stream_ack: Arc<StreamAck>,
 }
 
 impl Batch {
@@ -238,17 +239,15 @@ impl Batch {
         Err(e.into())
     }
 
-    /// Acks entries and deletes them from the stream, atomically: the stream then holds
-    /// exactly the orders not yet in MySQL (what `writer.max_backlog` bounds).
+    /// Acks entries and trims from the stream what the group is done with, atomically
+    /// (`lua/ack.lua`): the stream then holds the orders not yet in MySQL (what
+    /// `writer.max_backlog` bounds), and for a moment the batches acked after an older one
+    /// still committing.
     async fn ack(&self, ids: &[&str]) -> redis::RedisResult<()> {
-        redis::pipe()
-            .atomic()
-            .xack(&self.keys.stream, WRITER_GROUP, ids)
-            .ignore()
-            .xdel(&self.keys.stream, ids)
-            .ignore()
-            .query_async(&mut self.conn.clone())
+        self.stream_ack
+            .run(&mut self.conn.clone(), &self.keys.stream, ids)
             .await
+            .map(drop)
     }
 
     /// Moves one entry to the dead-letter stream with its reason, atomically with its ack.
@@ -276,8 +275,10 @@ impl Batch {
             .ignore()
             .xdel(&keys.stream, &[&entry.id])
             .ignore()
-            .query_async(&mut self.conn.clone())
-            .await
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        // Entries acked while this one was pending can go now: no ack may follow to trim them.
+        self.ack(&[]).await
     }
 }
 

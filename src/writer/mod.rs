@@ -20,9 +20,11 @@
 //! - an entry that can never be stored (malformed, unknown activity, or failing
 //!   `writer.max_attempts` times while MySQL is reachable) is moved to the activity's
 //!   dead-letter stream with the reason, so it does not block the others;
-//! - an acked entry is deleted from the stream in the same `MULTI`, so the stream holds
-//!   exactly the accepted orders not yet in MySQL: the gate bounds that backlog
-//!   (`writer.max_backlog`) and the admin stats report it with `XLEN`.
+//! - the ack trims from the stream every entry older than the oldest still pending
+//!   (`lua/ack.lua`, in the same script), so the stream holds the accepted orders not yet
+//!   in MySQL, plus, while an older batch is still committing, the newer ones already
+//!   acked: the gate bounds that backlog (`writer.max_backlog`) and the admin stats report
+//!   it with `XLEN`, a few batches high for that moment.
 //!
 //! Consumer names are unique per process, so two writers never share a pending list.
 //!
@@ -51,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::configuration::WriterSettings;
 use crate::domain::ActivityId;
+use crate::gate::stream::StreamAck;
 use crate::gate::{stream_backlog, ActivityKeys, KeySpace, ReplicaAcks, WRITER_GROUP};
 use batch::{Attempts, Batch};
 use entry::{AutoClaimed, Claimed};
@@ -105,6 +108,7 @@ pub struct Writer {
     draining: bool,
     /// With `redis.replica_acks`: entries are stored only once the replicas have them.
     replica_acks: Option<std::sync::Arc<ReplicaAcks>>,
+    stream_ack: std::sync::Arc<StreamAck>,
 }
 
 impl Writer {
@@ -142,6 +146,7 @@ impl Writer {
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
             draining: false,
             replica_acks: None,
+            stream_ack: Default::default(),
         })
     }
 
@@ -565,6 +570,7 @@ impl Writer {
             max_attempts: self.settings.max_attempts.max(1),
             permits: self.permits.clone(),
             replica_acks: self.replica_acks.clone(),
+            stream_ack: self.stream_ack.clone(),
         }
     }
 }

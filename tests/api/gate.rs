@@ -423,6 +423,58 @@ async fn a_failing_purchase_does_not_fail_its_batch() {
     assert_eq!((f.stock().await, f.stream_len().await), (Some(91), 9));
 }
 
+/// A purchase writes its idempotency record ahead of its checks' last steps (`SET NX GET`,
+/// one command instead of a read and a write); when a later step fails, the record must go
+/// with it. Here the append to the stream fails (its key is not a stream): the purchase is
+/// an error, and nothing of it remains — no record, no buyer, no unit taken — so a retry
+/// with the same key is decided afresh once the stream is back, not replayed as an order
+/// that was never appended.
+#[tokio::test]
+async fn a_purchase_failing_after_its_record_was_written_leaves_no_record() {
+    let mut f = fixture(10, 1, -1000, 60_000).await;
+    assert!(matches!(
+        f.buy(1, "a", 1).await,
+        GateOutcome::Accepted { .. }
+    ));
+    let stream = f.keys().stream;
+    let mut conn = f.conn.clone();
+    let _: () = conn.del(&stream).await.unwrap();
+    let _: () = conn.set(&stream, "not a stream").await.unwrap();
+    let key = IdempotencyKey::from_header(Some(b"b")).unwrap();
+    let failed = f
+        .gate
+        .purchase(&PurchaseAttempt {
+            activity: f.activity,
+            user: UserId::new(2),
+            quantity: Quantity::parse(1).unwrap(),
+            key: &key,
+            candidate_order_id: 5000,
+        })
+        .await
+        .expect_err("the append fails");
+    assert!(failed.to_string().contains("WRONGTYPE"), "{failed}");
+    let exists: bool = conn.exists(f.idempotency(2, "b")).await.unwrap();
+    assert!(!exists, "the failed purchase left its idempotency record");
+    let buyer: Option<String> = conn.hget(f.keys().buyers, 2).await.unwrap();
+    assert_eq!((buyer, f.stock().await), (None, Some(9)));
+
+    let _: () = conn.del(&stream).await.unwrap();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg(seckill::gate::WRITER_GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    match f.buy(2, "b", 1).await {
+        GateOutcome::Accepted { order, .. } => assert_ne!(order.order_id, 5000),
+        other => panic!("the retry was not decided afresh: {other:?}"),
+    }
+    assert_eq!((f.stock().await, f.stream_len().await), (Some(8), 1));
+}
+
 /// Sends `attempts` (user, key, quantity) together; candidate order ids 1001, 1002, … in
 /// order. Each future reaches the gate's queue in the order given (join_all polls them in
 /// order, and each queues at its first poll).

@@ -10,6 +10,7 @@ use serde_json::json;
 use seckill::domain::ActivityId;
 use seckill::gate::stream::{dead_letter, intent};
 use seckill::gate::WRITER_GROUP;
+use seckill::redis_conn::RedisConn;
 use seckill::writer::{persist_batch, BatchOutcome, Entry, OrderIntent, StreamsRead, Terms};
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
@@ -289,4 +290,81 @@ async fn wait_pending_zero(app: &TestApp, activity: u64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("entries still pending: {}", app.admin_stats(activity).await);
+}
+
+/// The writer's ack (`lua/ack.lua`) trims the stream up to the oldest entry still pending,
+/// never past it: batches commit concurrently, and a newer batch acked first must not take
+/// an older one's entries with it (a trim past a pending entry deletes an order not yet in
+/// MySQL: a writer that dies then never sees it again). Once nothing is pending, everything
+/// delivered goes, and what was never delivered stays.
+#[tokio::test]
+async fn the_ack_trims_the_stream_up_to_the_oldest_pending_entry_only() {
+    let app = spawn_app().await;
+    // A stream of its own (not an activity's: the app's writer must not read it).
+    let stream = format!("{}:{{ack-test}}:stream", app.prefix);
+    let mut r = app.redis.clone();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg(WRITER_GROUP)
+        .arg("$")
+        .arg("MKSTREAM")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=6 {
+        let id: String = r.xadd(&stream, "*", &[("n", n)]).await.unwrap();
+        ids.push(id);
+    }
+    let older = read_new(&r, &stream, 3).await; // entries 1-3
+    let newer = read_new(&r, &stream, 2).await; // entries 4-5; entry 6 is never delivered
+    assert_eq!([older.clone(), newer.clone()].concat(), ids[..5]);
+    let ack = seckill::gate::stream::StreamAck::default();
+    let left = || ids_in(&app.redis, &stream);
+
+    // The newer batch commits first: the older one is pending, so nothing may go.
+    assert_eq!(ack.run(&mut r, &stream, &refs(&newer)).await.unwrap(), 2);
+    assert_eq!(left().await, ids, "trimmed past a pending entry");
+    // The older batch: nothing is pending any more; what was delivered goes, entry 6 stays.
+    assert_eq!(ack.run(&mut r, &stream, &refs(&older)).await.unwrap(), 3);
+    assert_eq!(left().await, ids[5..]);
+    // An ack of nothing (after a dead letter) trims, and acks nothing.
+    let last = read_new(&r, &stream, 10).await;
+    assert_eq!(last, ids[5..]);
+    let _: i64 = r.xack(&stream, WRITER_GROUP, &last).await.unwrap();
+    assert_eq!(left().await, ids[5..]);
+    assert_eq!(ack.run(&mut r, &stream, &[]).await.unwrap(), 0);
+    assert!(left().await.is_empty());
+}
+
+/// Up to `count` entries never delivered before, for the consumer `test-consumer`.
+async fn read_new(r: &RedisConn, stream: &str, count: usize) -> Vec<String> {
+    let reply: StreamsRead = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(WRITER_GROUP)
+        .arg("test-consumer")
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query_async(&mut r.clone())
+        .await
+        .unwrap();
+    reply
+        .0
+        .into_iter()
+        .flat_map(|(_, e)| e)
+        .map(|e| e.id)
+        .collect()
+}
+
+async fn ids_in(r: &RedisConn, stream: &str) -> Vec<String> {
+    let reply: StreamRangeReply = r.clone().xrange_all(stream).await.unwrap();
+    reply.ids.into_iter().map(|e| e.id).collect()
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
