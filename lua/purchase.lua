@@ -21,11 +21,6 @@
 -- write can fail: each key was read as the right type earlier in this call (the stock by
 -- every accept, the buyers hash by every accept whose buyer was not in `added`).
 --
--- The idempotency record of a purchase that can be accepted is written first, by the
--- command that also looks for an earlier one (`SET NX GET`, Redis 7.0+); a purchase refused
--- or failing after that has it deleted before the next one is decided (step 1). One
--- command per purchase instead of a read and a write.
---
 -- All keys share the hash tag {a:<activity_id>}, so the script is valid on Redis Cluster.
 --
 -- KEYS[1] meta     hash   name, total, starts_ms, ends_ms, limit (written by the admin seed);
@@ -49,26 +44,13 @@
 local meta, stock, buyers, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ttl, bound = ARGV[1], tonumber(ARGV[2])
 
--- Read once per call, when a purchase first needs them. `now_ms` is Redis' clock as text,
--- formatted once: Lua formats a number with printf on every concatenation or command
--- argument, a measurable part of the script's CPU.
+-- Read once per call, when a purchase first needs them (a call of replays reads none).
+-- `now_ms` is Redis' clock as text, formatted once: Lua formats a number with printf on
+-- every concatenation or command argument, a measurable part of the script's CPU.
 local m, starts, ends, limit, now, now_ms, left, queued
 -- This call's accepts: user_id -> record (written to the buyers hash at the end; any entry
 -- means the stock changed too).
 local added = {}
--- The idempotency record the purchase being decided wrote ahead (see step 1): taken back
--- unless the purchase is accepted.
-local written
-
-local function load_meta()
-  if not m then
-    m = redis.call('HMGET', meta, 'starts_ms', 'ends_ms', 'limit', 'paused')
-    starts, ends, limit = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-    now_ms = string.format('%d', now)
-  end
-end
 
 local function decide(i)
   local a = 3 + 5 * (i - 1)
@@ -76,36 +58,10 @@ local function decide(i)
     ARGV[a + 3], ARGV[a + 4]
   local qty = tonumber(qty_text)
   local idem = KEYS[4 + i]
-  load_meta()
-  local record = order_id .. ':' .. qty_text .. ':' .. now_ms
 
   -- 1. Idempotency first: a key seen before decides the answer whatever the sale's state
   --    is now (sold out, ended), because the buyer may have lost the first answer.
-  --    One command either way. A purchase that every check below will let through as far as
-  --    the stock writes its record ahead with `SET NX GET`, which answers an earlier record
-  --    instead of writing if there is one; a refusal after that (only `backlog_full` can
-  --    still come) takes the record back, in this same script, so nobody ever sees it.
-  --    Any other purchase (a buyer already, outside the window, not enough stock…) only
-  --    reads with `GET`: it is refused below, or replayed, and writes nothing. A record
-  --    exists only for an accepted purchase, so only a buyer can have one: for everybody
-  --    else the `SET` writes.
-  local existing = added[user] or redis.call('HGET', buyers, user)
-  if not left and m[1] and not m[4] then
-    -- A stock key of the wrong type is this purchase's error only if it gets that far
-    -- (step 6), as before: here it just means "cannot be accepted".
-    local ok, v = pcall(redis.call, 'GET', stock)
-    left = ok and tonumber(v) or nil
-  end
-  local seen
-  if not existing and m[1] and not m[4] and qty <= limit and now >= starts and now < ends
-      and left and left >= qty then
-    seen = redis.call('SET', idem, fp .. '|' .. record, 'NX', 'GET', 'EX', ttl)
-    if not seen then
-      written = idem
-    end
-  else
-    seen = redis.call('GET', idem)
-  end
+  local seen = redis.call('GET', idem)
   if seen then
     local sep = string.find(seen, '|', 1, true)
     if string.sub(seen, 1, sep - 1) == fp then
@@ -118,6 +74,10 @@ local function decide(i)
 
   -- 2. The activity must have been seeded by the admin endpoint. Without its meta hash we
   --    know nothing about it (unknown, or Redis lost its data): the caller decides which.
+  if not m then
+    m = redis.call('HMGET', meta, 'starts_ms', 'ends_ms', 'limit', 'paused')
+    starts, ends, limit = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+  end
   if not m[1] then
     return {'not_found'}
   end
@@ -134,6 +94,11 @@ local function decide(i)
   end
 
   -- 4. The window, on Redis' own clock so that every service instance agrees.
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    now_ms = string.format('%d', now)
+  end
   if now < starts then
     return {'not_started'}
   end
@@ -143,6 +108,7 @@ local function decide(i)
 
   -- 5. One order per user per activity: a second key from the same buyer gets the order it
   --    already has, not a second one.
+  local existing = added[user] or redis.call('HGET', buyers, user)
   if existing then
     return {'already_purchased', existing}
   end
@@ -175,13 +141,17 @@ local function decide(i)
   end
 
   -- 8. Accept: append the order intent to the stream, take the units and note the buyer
-  --    (both written at the end of the call); the idempotency record is written already
-  --    (step 1). The writer persists the intent; the stream keeps it until acked (I4).
+  --    (both written at the end of the call), record the idempotency answer. The writer
+  --    persists the intent; the stream keeps it until acked (I4). The stream entry first:
+  --    every read above succeeded on its key, so the stream (not read when there is no
+  --    bound) is the one key whose write could still fail, and a failed first write leaves
+  --    nothing half done (Redis does not undo a script's writes).
   --    The entry is one field, "record:user_id:idempotency_key" (src/gate/stream.rs).
+  local record = order_id .. ':' .. qty_text .. ':' .. now_ms
   redis.call('XADD', stream, '*', F_INTENT, record .. ':' .. user .. ':' .. idem_key)
   left = left - qty
   added[user] = record
-  written = nil
+  redis.call('SET', idem, fp .. '|' .. record, 'EX', ttl)
   if queued then
     queued = queued + 1
   end
@@ -190,15 +160,10 @@ end
 
 local replies = {}
 for i = 1, (#ARGV - 2) / 5 do
-  written = nil
   local ok, reply = pcall(decide, i)
   if not ok then
     -- A failed redis.call raises a table holding `err`; anything else is a script bug.
     reply = {'error', type(reply) == 'table' and reply.err or tostring(reply)}
-  end
-  if written then
-    -- Refused (or failed) after its record was written ahead: no trace of it remains.
-    redis.call('DEL', written)
   end
   replies[i] = reply
 end

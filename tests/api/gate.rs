@@ -423,14 +423,14 @@ async fn a_failing_purchase_does_not_fail_its_batch() {
     assert_eq!((f.stock().await, f.stream_len().await), (Some(91), 9));
 }
 
-/// A purchase writes its idempotency record ahead of its checks' last steps (`SET NX GET`,
-/// one command instead of a read and a write); when a later step fails, the record must go
-/// with it. Here the append to the stream fails (its key is not a stream): the purchase is
-/// an error, and nothing of it remains — no record, no buyer, no unit taken — so a retry
-/// with the same key is decided afresh once the stream is back, not replayed as an order
-/// that was never appended.
+/// A purchase whose last step fails leaves nothing behind. Here the append to the stream
+/// fails (its key is not a stream): the purchase is an error, and nothing of it remains —
+/// no idempotency record, no buyer, no unit taken — so a retry with the same key is decided
+/// afresh once the stream is back, not replayed as an order that was never appended. (A
+/// script that wrote the record before the append, to save a command, would have to take it
+/// back here: one that was measured did not save Redis CPU, and was dropped.)
 #[tokio::test]
-async fn a_purchase_failing_after_its_record_was_written_leaves_no_record() {
+async fn a_purchase_failing_at_its_append_leaves_nothing() {
     let mut f = fixture(10, 1, -1000, 60_000).await;
     assert!(matches!(
         f.buy(1, "a", 1).await,
