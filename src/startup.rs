@@ -266,6 +266,8 @@ fn run_server(
     let buyer_auth = web::Data::new(BuyerAuth::new(&s.auth.jwt_secret, s.auth.trust_user_header));
     let admin_auth = web::Data::new(AdminAuth::new(s.admin.token.clone()));
     let metrics = web::Data::new(telemetry::metrics_handle());
+    let tally = web::Data::new(routes::PurchaseTally::default());
+    let dev_sign_in = web::Data::new(routes::DevSignIn::for_secret(&s.auth.jwt_secret));
     let limits = web::Data::from(limits);
     let body_timeout = web::Data::new(routes::BodyTimeout(Duration::from_millis(
         s.server.body_timeout_ms,
@@ -285,6 +287,8 @@ fn run_server(
             .app_data(buyer_auth.clone())
             .app_data(admin_auth.clone())
             .app_data(metrics.clone())
+            .app_data(tally.clone())
+            .app_data(dev_sign_in.clone())
             .app_data(limits.clone())
             .app_data(body_timeout.clone())
             .app_data(payments.clone())

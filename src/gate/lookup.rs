@@ -31,6 +31,9 @@ pub struct StreamBacklog {
     pub undelivered: u64,
     /// Moved to the dead-letter stream.
     pub dead_letters: u64,
+    /// When the oldest entry still in the stream was appended (ms since the epoch, from its
+    /// id); `None` when the stream is empty.
+    pub oldest_ms: Option<u64>,
 }
 
 /// Why a lookup shows no order.
@@ -203,9 +206,23 @@ pub async fn stream_backlog<C: redis::aio::ConnectionLike + Send + Sync>(
         .iter()
         .find(|g| g.name == WRITER_GROUP)
         .map_or(0, |g| g.pending as u64);
+    let oldest: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&k.stream)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    // An entry id is "<ms>-<seq>": the Redis clock when it was appended.
+    let oldest_ms = oldest
+        .ids
+        .first()
+        .and_then(|e| e.id.split('-').next()?.parse().ok());
     Ok(StreamBacklog {
         pending,
         undelivered: len.saturating_sub(pending),
         dead_letters,
+        oldest_ms,
     })
 }

@@ -9,11 +9,12 @@ use chrono::Utc;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QuerySelect, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::body::{json_body, ADMIN_BODY_LIMIT};
-use super::views::AdminActivityView;
+use super::tally::PurchaseTally;
+use super::views::{AdminActivityList, AdminActivitySummary, AdminActivityView};
 use crate::auth::Admin;
 use crate::domain::{ActivityId, NewActivity, NewActivityRequest, StockRequest};
 use crate::error::ApiError;
@@ -55,6 +56,7 @@ pub async fn create_activity(
     gate: web::Data<Gate>,
     ids: web::Data<IdGenerator>,
     db: web::Data<DatabaseConnection>,
+    tally: web::Data<PurchaseTally>,
 ) -> Result<HttpResponse, ApiError> {
     let request: NewActivityRequest = json_body(&req, payload, ADMIN_BODY_LIMIT).await?;
     let new = NewActivity::try_from(request).map_err(ApiError::InvalidRequest)?;
@@ -106,7 +108,7 @@ pub async fn create_activity(
         }
         return Err(e.into());
     }
-    let view = admin_view(&gate, &db, ActivityId::new(id)).await?;
+    let view = admin_view(&gate, &db, &tally, ActivityId::new(id)).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/admin/activities/{id}")))
         .json(view))
@@ -144,6 +146,7 @@ pub async fn set_stock(
     payload: web::Payload,
     gate: web::Data<Gate>,
     db: web::Data<DatabaseConnection>,
+    tally: web::Data<PurchaseTally>,
 ) -> Result<HttpResponse, ApiError> {
     let id = ActivityId::parse(&path).ok_or(ApiError::ActivityNotFound)?;
     let StockRequest { stock } = json_body(&req, payload, ADMIN_BODY_LIMIT).await?;
@@ -186,7 +189,50 @@ pub async fn set_stock(
         }
         return Err(e.into());
     }
-    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, id).await?))
+    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, &tally, id).await?))
+}
+
+/// How many activities the list shows at most.
+const LIST_LIMIT: u64 = 100;
+
+/// The most recently created activities (up to 100), newest first: their settings, from
+/// MySQL. Their live figures are each one's `GET /api/v1/admin/activities/{activity_id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/activities",
+    responses(
+        (status = 200, description = "The activities, newest first (at most 100).", body = AdminActivityList),
+        (status = 400, description = "`invalid_request` — the `Authorization` header was sent more than once.", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn list_activities(
+    _: Admin,
+    db: web::Data<DatabaseConnection>,
+) -> Result<HttpResponse, ApiError> {
+    let rows = activity::Entity::find()
+        .order_by_desc(activity::Column::CreatedAt)
+        .order_by_desc(activity::Column::Id)
+        .limit(LIST_LIMIT)
+        .all(db.get_ref())
+        .await?;
+    let activities = rows
+        .into_iter()
+        .map(|row| AdminActivitySummary {
+            activity_id: row.id,
+            name: row.name,
+            starts_at: utc(row.starts_at),
+            ends_at: utc(row.ends_at),
+            per_user_limit: row.per_user_limit.into(),
+            total_stock: row.total_stock,
+            price_cents: row.price_cents,
+            payment_window_secs: row.payment_window_secs.into(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(AdminActivityList { activities }))
 }
 
 /// Figures of one activity: Redis (remaining, accepted), MySQL (persisted, sold), stream.
@@ -211,9 +257,10 @@ pub async fn get_activity_stats(
     path: web::Path<String>,
     gate: web::Data<Gate>,
     db: web::Data<DatabaseConnection>,
+    tally: web::Data<PurchaseTally>,
 ) -> Result<HttpResponse, ApiError> {
     let id = ActivityId::parse(&path).ok_or(ApiError::ActivityNotFound)?;
-    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, id).await?))
+    Ok(HttpResponse::Ok().json(admin_view(&gate, &db, &tally, id).await?))
 }
 
 async fn find(db: &DatabaseConnection, id: ActivityId) -> Result<activity::Model, ApiError> {
@@ -267,6 +314,7 @@ async fn seed_or_conflict(gate: &Gate, spec: &SeedSpec) -> Result<(), ApiError> 
 async fn admin_view(
     gate: &Gate,
     db: &DatabaseConnection,
+    tally: &PurchaseTally,
     id: ActivityId,
 ) -> Result<AdminActivityView, ApiError> {
     // Redis first, then MySQL: an order can only move from "accepted" to "persisted", so
@@ -334,5 +382,11 @@ async fn admin_view(
         expired: count(order::STATUS_EXPIRED),
         rejected: count(order::STATUS_REJECTED),
         refund_required,
+        writer_lag_ms: backlog.oldest_ms.map(|t| {
+            u64::try_from(Utc::now().timestamp_millis())
+                .unwrap_or(0)
+                .saturating_sub(t)
+        }),
+        outcomes: tally.of(id),
     })
 }

@@ -8,18 +8,23 @@
 mod activities;
 mod admin;
 mod body;
+mod dev;
 mod health;
 mod openapi;
 mod orders;
+mod pages;
 mod payments;
 mod purchase;
 mod rate_limit;
+mod tally;
 mod views;
 
 pub use body::BodyTimeout;
+pub use dev::DevSignIn;
 pub use openapi::ApiDoc;
 pub use payments::PaymentContext;
 pub use rate_limit::RateLimits;
+pub use tally::PurchaseTally;
 pub use views::{ActivityView, AdminActivityView, OrderView};
 
 use actix_web::{guard, web, HttpResponse};
@@ -32,6 +37,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/readyz", health::readyz))
         .service(get("/metrics", health::metrics))
         .service(get("/openapi.json", openapi::openapi_json))
+        .service(get("/sale/{activity_id}", pages::sale))
+        .service(get("/admin", pages::admin))
+        .service(get("/assets/{name}", pages::asset))
+        .service(post("/dev/token", dev::dev_token))
         .service(
             web::scope("/api/v1")
                 .service(
@@ -52,7 +61,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     web::resource("/admin/activities")
                         .route(web::post().to(admin::create_activity))
-                        .default_service(not_allowed("POST")),
+                        .route(get_or_head().to(admin::list_activities))
+                        .default_service(not_allowed("GET, HEAD, POST")),
                 )
                 .service(get(
                     "/admin/activities/{activity_id}",

@@ -18,7 +18,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use super::{activities, admin, health, orders, payments, purchase, views};
+use super::{activities, admin, dev, health, orders, pages, payments, purchase, views};
 use crate::domain::{NewActivityRequest, StockRequest};
 
 #[derive(OpenApi)]
@@ -51,7 +51,12 @@ use crate::domain::{NewActivityRequest, StockRequest};
         activities::get_activity,
         admin::create_activity,
         admin::set_stock,
+        admin::list_activities,
         admin::get_activity_stats,
+        dev::dev_token,
+        pages::sale,
+        pages::admin,
+        pages::asset,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -71,6 +76,10 @@ use crate::domain::{NewActivityRequest, StockRequest};
             payments::CallbackBody,
             views::ActivityView,
             views::AdminActivityView,
+            views::AdminActivityList,
+            views::AdminActivitySummary,
+            dev::DevTokenRequest,
+            dev::DevTokenView,
             views::Health,
             views::Readiness,
             views::ReadinessStatus,

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::body::{read_json, PURCHASE_BODY_LIMIT};
 use super::rate_limit::RateLimits;
+use super::tally::PurchaseTally;
 use super::views::OrderView;
 use crate::auth::Buyer;
 use crate::domain::{ActivityId, Quantity};
@@ -78,6 +79,7 @@ pub async fn purchase(
     gate: web::Data<Gate>,
     ids: web::Data<IdGenerator>,
     db: web::Data<DatabaseConnection>,
+    tally: web::Data<PurchaseTally>,
 ) -> Result<HttpResponse, ApiError> {
     // The address's limit before authentication (a flood of bad tokens is limited too),
     // the user's after it; both before anything touches Redis.
@@ -110,6 +112,7 @@ pub async fn purchase(
         })
         .await?;
     crate::telemetry::count_purchase(outcome.label());
+    tally.count(activity, outcome.label());
     tracing::debug!(%activity, %user, outcome = outcome.label(), "purchase decided");
 
     let (order, next) = match outcome {

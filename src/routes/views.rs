@@ -170,6 +170,35 @@ pub struct AdminActivityView {
     pub rejected: u64,
     /// Payments that took money for an order that could no longer be paid: to refund.
     pub refund_required: u64,
+    /// Age of the oldest order waiting for the writer (the oldest stream entry), in
+    /// milliseconds; `null` when none waits.
+    pub writer_lag_ms: Option<u64>,
+    /// Purchase answers this service process gave for the activity since it started, by
+    /// outcome (the `outcome` labels of `seckill_purchase_total`; only those that occurred).
+    /// Each process counts its own.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub outcomes: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// One activity in the admin list: its settings, from MySQL.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminActivitySummary {
+    #[serde(with = "string_id")]
+    #[schema(value_type = String, pattern = "^[1-9][0-9]{0,19}$", example = "383353447455391744")]
+    pub activity_id: u64,
+    pub name: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub per_user_limit: i64,
+    pub total_stock: i64,
+    pub price_cents: i64,
+    pub payment_window_secs: i64,
+}
+
+/// `GET /api/v1/admin/activities`: the most recently created activities, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminActivityList {
+    pub activities: Vec<AdminActivitySummary>,
 }
 
 /// `GET /healthz`: the process answers.

@@ -14,6 +14,7 @@ mod lifecycle_races;
 mod mysql_proxy;
 mod openapi;
 mod operations;
+mod pages;
 mod payment_helpers;
 mod payments;
 mod protocol;

@@ -27,7 +27,13 @@ async fn wrong_methods_are_405_with_allow_and_head_answers_wherever_get_does() {
             format!("/api/v1/activities/{activity}/purchase"),
             "GET, HEAD, POST",
         ),
-        ("GET", "/api/v1/admin/activities".to_owned(), "POST"),
+        (
+            "DELETE",
+            "/api/v1/admin/activities".to_owned(),
+            "GET, HEAD, POST",
+        ),
+        ("GET", "/dev/token".to_owned(), "POST"),
+        ("POST", "/admin".to_owned(), "GET, HEAD"),
         (
             "POST",
             format!("/api/v1/admin/activities/{activity}/stock"),
