@@ -33,7 +33,13 @@ async function api(method, path, { token, headers = {}, body } = {}) {
   } catch (e) {
     throw new ApiError(0, { title: "network error", detail: String(e.message || e) }, null);
   }
-  const text = await resp.text().catch(() => "");
+  let text;
+  try {
+    text = await resp.text();
+  } catch (e) {
+    // The answer was cut off after its headers: as unknown as no answer at all.
+    throw new ApiError(0, { title: "network error", detail: `answer cut off: ${e.message || e}` }, null);
+  }
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
   if (resp.ok) return { status: resp.status, body: json, headers: resp.headers };

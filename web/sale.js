@@ -236,7 +236,11 @@ async function loadOrder(id) {
 }
 
 function setOrder(o) {
-  order = { ...(order && order.order_id === o.order_id ? order : {}), ...o };
+  const before = order && order.order_id === o.order_id ? order : {};
+  order = { ...before, ...o };
+  // A new status speaks for itself: a note held for a moment (say, "Payment processing…")
+  // gives way.
+  if (before.status && before.status !== order.status) order.note_until = 0;
   $("order-card").hidden = false;
   show("order-id", order.order_id);
   const status = $("order-status");
