@@ -74,7 +74,8 @@ async function refreshList() {
     const r = await api("GET", "/api/v1/admin/activities", { token: adminToken });
     $("list-error").hidden = true;
     $("list-empty").hidden = r.body.activities.length > 0;
-    for (const a of r.body.activities) {
+    // Newest first in the list: each new card goes on top, so add the oldest first.
+    for (const a of [...r.body.activities].reverse()) {
       if (!cards.has(a.activity_id)) addCard(a);
     }
   } catch (e) {

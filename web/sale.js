@@ -250,6 +250,9 @@ function setOrder(o) {
   const open = order.status === "created";
   $("pay").disabled = !open || paying;
   $("cancel").disabled = !open || paying;
+  // Nothing to do with a final order: no buttons.
+  const final = ["paid", "cancelled", "expired", "rejected"].includes(order.status);
+  $("pay").hidden = $("cancel").hidden = final;
   const notes = {
     pending: "Your order is accepted and being stored…",
     created: paying ? "Payment processing…" : "Pay before the deadline to keep it.",

@@ -444,6 +444,7 @@ def the_dashboard_shows_the_admin_figures_during_a_k6_run():
         assert a1["remaining_stock"] <= rem <= a0["remaining_stock"], (a0["remaining_stock"], rem, a1["remaining_stock"])
         looks += 1
         if looks == 2:
+            d.execute_script("arguments[0].scrollIntoView()", d.find_element(By.CSS_SELECTOR, card))
             shot("dashboard-under-load")
     assert k6.returncode == 0, k6.stderr.read().decode()[-2000:]
     assert looks >= 2, f"the run was too short to look at the dashboard during it ({looks})"
@@ -475,6 +476,11 @@ def the_dashboard_shows_the_admin_figures_during_a_k6_run():
     assert rows == {k: str(v) for k, v in final["outcomes"].items()}, (rows, final["outcomes"])
     assert final["accepted"] == 150, final
     assert final["outcomes"].get("sold_out", 0) > 0, final["outcomes"]
+    # The newest sale's card is on top; its answers by outcome opened for the picture.
+    first = d.find_element(By.CSS_SELECTOR, "#activities article")
+    assert first.get_attribute("data-activity") == activity, "the newest sale is not on top"
+    d.find_element(By.CSS_SELECTOR, f"{card} details summary").click()
+    d.execute_script("arguments[0].scrollIntoView()", d.find_element(By.CSS_SELECTOR, card))
     shot("dashboard-after-load")
 
 
