@@ -47,6 +47,18 @@ $("logout").addEventListener("click", () => {
 
 $("create-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
+  // Creating is not idempotent: one sale per click, never two from a double click.
+  const button = ev.target.querySelector("button");
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await createSale();
+  } finally {
+    button.disabled = false;
+  }
+});
+
+async function createSale() {
   const startsIn = Number($("c-starts").value), lasts = Number($("c-lasts").value);
   const starts = new Date(Date.now() + startsIn * 1000);
   const ends = new Date(starts.getTime() + lasts * 60 * 1000);
@@ -66,7 +78,7 @@ $("create-form").addEventListener("submit", async (ev) => {
   } catch (e) {
     show("create-result", `Not created: ${e.message}`);
   }
-});
+}
 
 async function refreshList() {
   if (!adminToken) return;
@@ -101,7 +113,7 @@ function addCard(a) {
     { name: "refused", cls: "k-refused" },
   ]);
   $("activities").prepend(el);
-  cards.set(a.activity_id, { el, chart, last: null });
+  cards.set(a.activity_id, { el, chart, last: null, polling: false });
   poll(a.activity_id);
 }
 
@@ -111,12 +123,20 @@ function refusals(outcomes) {
 
 async function poll(id) {
   const card = cards.get(id);
-  if (!card || !adminToken) return;
+  if (!card || !adminToken || card.polling) return; // one poll per card at a time
+  card.polling = true;
+  // Rates are over the time between the requests' starts (closer to when the service read
+  // its figures than when the answers happened to arrive).
+  const t = Date.now();
   let s;
   try {
     s = (await api("GET", `/api/v1/admin/activities/${id}`, { token: adminToken })).body;
-  } catch (_) { return; }
-  const t = Date.now();
+  } catch (e) {
+    if (e.status === 401) $("logout").click();
+    return;
+  } finally {
+    card.polling = false;
+  }
   const last = card.last;
   const rate = (now, before) => (last ? Math.max(0, (now - before) / ((t - last.t) / 1000)) : 0);
   const acceptedPerS = last ? rate(s.accepted, last.s.accepted) : 0;

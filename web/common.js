@@ -18,27 +18,35 @@ class ApiError extends Error {
  * ApiError otherwise (status 0 when the network failed: the request may or may not have
  * reached the service, so only an idempotent retry is safe).
  */
-async function api(method, path, { token, headers = {}, body } = {}) {
+async function api(method, path, { token, headers = {}, body, timeoutMs = 10000 } = {}) {
   const h = { ...headers };
   if (token) h["Authorization"] = `Bearer ${token}`;
   if (body !== undefined) h["Content-Type"] = "application/json";
-  let resp;
+  // A request that hangs is given up (and, for a purchase, asked again with the same key)
+  // rather than holding one of the browser's few connections to the service forever.
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  let resp, text;
   try {
-    resp = await fetch(path, {
-      method,
-      headers: h,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-  } catch (e) {
-    throw new ApiError(0, { title: "network error", detail: String(e.message || e) }, null);
-  }
-  let text;
-  try {
-    text = await resp.text();
-  } catch (e) {
-    // The answer was cut off after its headers: as unknown as no answer at all.
-    throw new ApiError(0, { title: "network error", detail: `answer cut off: ${e.message || e}` }, null);
+    try {
+      resp = await fetch(path, {
+        method,
+        headers: h,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+        signal: abort.signal,
+      });
+    } catch (e) {
+      throw new ApiError(0, { title: "network error", detail: String(e.message || e) }, null);
+    }
+    try {
+      text = await resp.text();
+    } catch (e) {
+      // The answer was cut off after its headers: as unknown as no answer at all.
+      throw new ApiError(0, { title: "network error", detail: `answer cut off: ${e.message || e}` }, null);
+    }
+  } finally {
+    clearTimeout(timer);
   }
   let json = null;
   try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
@@ -55,6 +63,19 @@ function newKey() {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * How long to wait before attempt `attempt + 1`: the answer's Retry-After if it gave one,
+ * else 150 ms doubling to 2 s; capped at 5 s, and spread by ±50 % so that a crowd told
+ * "Retry-After: 1" at the same moment does not come back at the same moment.
+ */
+function backoff(attempt, retryAfter) {
+  const base = retryAfter ? retryAfter * 1000 : Math.min(2000, 150 * 2 ** (attempt - 1));
+  return Math.min(5000, base) * (0.5 + Math.random());
+}
+
+/** A 64-bit id as the service writes it (decimal, no leading zero). */
+const isId = (v) => typeof v === "string" && /^[1-9][0-9]{0,19}$/.test(v);
 
 /** Cents as money, e.g. 1999 → "19.99". */
 function money(cents) {

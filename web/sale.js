@@ -32,7 +32,11 @@ function userOf(jwt) {
 
 // --- the activity ---------------------------------------------------------------------------
 
+let activityPoll = null, loadingActivity = false;
+
 async function loadActivity() {
+  if (loadingActivity) return; // one poll at a time: never a pile of requests
+  loadingActivity = true;
   try {
     const r = await api("GET", `/api/v1/activities/${encodeURIComponent(activityId)}`);
     const date = r.headers.get("Date");
@@ -47,9 +51,12 @@ async function loadActivity() {
     if (e.status === 404) {
       show("name", "No such sale");
       showError("load-error", "This sale does not exist. Check the address.");
+      clearInterval(activityPoll);
     } else if (!activity) {
       showError("load-error", `Could not load the sale (${e.message}). Retrying…`);
     }
+  } finally {
+    loadingActivity = false;
   }
   tick();
 }
@@ -136,6 +143,7 @@ $("buy").addEventListener("click", () => {
   show("confirm-text", `Buy ${activity.name} for ${money(activity.price_cents)} per unit?`);
   show("confirm-progress", "");
   $("confirm-yes").disabled = false;
+  qty.disabled = false;
   $("confirm").showModal();
 });
 
@@ -152,36 +160,47 @@ $("confirm-yes").addEventListener("click", () => {
   if (!dialogKey) return;
   // A second click joins the purchase of this key instead of starting another.
   if (purchase && purchase.key === dialogKey) return;
+  // The key goes with one payload: the quantity is fixed for the dialog's purchase.
+  $("qty").disabled = true;
   const key = dialogKey, quantity = Number($("qty").value || 1);
-  purchase = { key, promise: buy(key, quantity) };
+  purchase = { key, promise: buy(key, quantity, token) };
   purchase.promise.finally(() => { purchase = null; tick(); });
 });
 
-/** Sends the purchase until its answer is definitive, always with the same key. */
-async function buy(key, quantity) {
+/**
+ * Sends the purchase until its answer is definitive, always with the same key, payload and
+ * buyer (the token of the moment of the click: a sign-out and in meanwhile changes nothing).
+ */
+async function buy(key, quantity, buyer) {
   for (let attempt = 1; ; attempt++) {
     try {
       const r = await api("POST", `/api/v1/activities/${activityId}/purchase`, {
-        token, headers: { "Idempotency-Key": key }, body: { quantity },
+        token: buyer, headers: { "Idempotency-Key": key }, body: { quantity },
       });
+      if (!r.body || !isId(r.body.order_id)) {
+        // A success without a readable order (a proxy's page?): unknown, so ask again.
+        throw new ApiError(0, { title: "unreadable answer" }, null);
+      }
       $("confirm").close();
       const replayed = r.headers.get("Idempotent-Replayed") === "true";
       outcome(`Your order ${r.body.order_id} is placed${replayed ? " (confirmed after a retry)" : ""}.`);
       setOrder(r.body);
       return;
     } catch (e) {
-      const retryable = e.status === 0 || e.status === 503 || e.status === 429 || e.status >= 500;
+      const retryable = e.status === 0 || e.status === 429 || e.status >= 500;
       if (retryable && attempt < RETRY_LIMIT) {
-        const wait = e.retryAfter ? e.retryAfter * 1000 : Math.min(2000, 150 * 2 ** (attempt - 1));
         show("confirm-progress", e.status === 0
           ? `Connection problem; trying again (attempt ${attempt + 1})…`
           : `The shop is busy; trying again (attempt ${attempt + 1})…`);
-        await sleep(wait);
+        await sleep(backoff(attempt, e.retryAfter));
         continue;
       }
       if (retryable) {
-        show("confirm-progress", "Could not reach the shop. Your purchase may or may not have gone through: press Confirm to ask again (it cannot make a second order).");
+        const words = "Could not reach the shop. Your purchase may or may not have gone through: press Confirm to ask again (it cannot make a second order).";
+        show("confirm-progress", words);
         $("confirm-yes").disabled = false;
+        if (!$("confirm").open) outcome(words.replace(": press Confirm to ask again (it cannot make a second order)", "; this page shows your order if it did"));
+        findOrder();
         return;
       }
       $("confirm").close();
@@ -202,7 +221,7 @@ function refused(e) {
     case "sold_out": outcome("Sold out: every unit has been taken."); break;
     case "already_purchased":
       outcome(`You already bought in this sale: order ${e.problem.order_id}.`);
-      if (e.problem.order_id) loadOrder(e.problem.order_id);
+      if (isId(e.problem.order_id)) loadOrder(e.problem.order_id);
       break;
     case "activity_not_started": outcome("The sale has not started yet. Try again when the countdown ends."); break;
     case "activity_ended": outcome("The sale has ended."); break;
@@ -210,7 +229,9 @@ function refused(e) {
       outcome("Your sign-in is no longer valid. Sign in again.");
       session.drop("buyer_token"); token = null; break;
     case "activity_not_found": outcome("This sale does not exist."); break;
-    default: outcome(`The purchase was refused: ${e.message}`);
+    default:
+      outcome(`The purchase was refused: ${e.message}`);
+      findOrder(); // whatever it was, an order this buyer has is shown
   }
   tick();
 }
@@ -273,10 +294,24 @@ function renderDeadline() {
   show("order-deadline", left > 0 ? countdown(left) : "deadline passed");
 }
 
+let pollingOrder = false;
+
 async function pollOrder() {
-  if (order && token && !["paid", "cancelled", "expired", "rejected"].includes(order.status)) {
+  if (pollingOrder || !order || !token || ["paid", "cancelled", "expired", "rejected"].includes(order.status)) return;
+  pollingOrder = true;
+  try {
     await loadOrder(order.order_id);
     if (paying && order.status !== "created") paying = false;
+    if (paying && order.note_until && Date.now() > order.note_until) {
+      // Still unpaid long after the payment started: it failed, or is still running. Pay
+      // is offered again; if it is still running, the service says so.
+      paying = false;
+      order.note_until = Date.now() + 10000;
+      show("order-note", "The payment has not gone through (yet). You can try again.");
+      setOrder(order);
+    }
+  } finally {
+    pollingOrder = false;
   }
 }
 
@@ -288,7 +323,7 @@ async function retrying(method, path, headers) {
     } catch (e) {
       const retry = (e.status === 0 || e.status === 503 || e.code === "order_not_ready") && attempt < RETRY_LIMIT;
       if (!retry) throw e;
-      await sleep(e.retryAfter ? e.retryAfter * 1000 : Math.min(2000, 150 * 2 ** (attempt - 1)));
+      await sleep(backoff(attempt, e.retryAfter));
     }
   }
 }
@@ -342,7 +377,7 @@ if (!/^[1-9][0-9]{0,19}$/.test(activityId)) {
 } else {
   loadActivity();
   findOrder();
-  setInterval(loadActivity, 1000);
+  activityPoll = setInterval(loadActivity, 1000);
   setInterval(tick, 250);
   setInterval(pollOrder, 1000);
 }

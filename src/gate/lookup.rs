@@ -31,9 +31,6 @@ pub struct StreamBacklog {
     pub undelivered: u64,
     /// Moved to the dead-letter stream.
     pub dead_letters: u64,
-    /// When the oldest entry still in the stream was appended (ms since the epoch, from its
-    /// id); `None` when the stream is empty.
-    pub oldest_ms: Option<u64>,
 }
 
 /// Why a lookup shows no order.
@@ -178,6 +175,28 @@ impl Gate {
     pub async fn backlog(&self, id: ActivityId) -> Result<StreamBacklog, redis::RedisError> {
         stream_backlog(&mut self.conn.clone(), &self.keys.activity(id)).await
     }
+
+    /// How long the oldest order waiting for the writer has waited (ms, on Redis' clock, which
+    /// stamped its entry id `<ms>-<seq>`), or `None` when none waits.
+    pub async fn writer_lag_ms(&self, id: ActivityId) -> Result<Option<u64>, redis::RedisError> {
+        let (oldest, (secs, micros)): (redis::streams::StreamRangeReply, (u64, u64)) =
+            redis::pipe()
+                .cmd("XRANGE")
+                .arg(&self.keys.activity(id).stream)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("TIME")
+                .query_async(&mut self.conn.clone())
+                .await?;
+        let now_ms = secs * 1000 + micros / 1000;
+        Ok(oldest
+            .ids
+            .first()
+            .and_then(|e| e.id.split('-').next()?.parse::<u64>().ok())
+            .map(|appended| now_ms.saturating_sub(appended)))
+    }
 }
 
 /// The writer's backlog on one activity's stream (also used by the writer for its gauge).
@@ -206,23 +225,9 @@ pub async fn stream_backlog<C: redis::aio::ConnectionLike + Send + Sync>(
         .iter()
         .find(|g| g.name == WRITER_GROUP)
         .map_or(0, |g| g.pending as u64);
-    let oldest: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&k.stream)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(conn)
-        .await?;
-    // An entry id is "<ms>-<seq>": the Redis clock when it was appended.
-    let oldest_ms = oldest
-        .ids
-        .first()
-        .and_then(|e| e.id.split('-').next()?.parse().ok());
     Ok(StreamBacklog {
         pending,
         undelivered: len.saturating_sub(pending),
         dead_letters,
-        oldest_ms,
     })
 }

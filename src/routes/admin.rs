@@ -214,7 +214,7 @@ pub async fn list_activities(
     db: web::Data<DatabaseConnection>,
 ) -> Result<HttpResponse, ApiError> {
     let rows = activity::Entity::find()
-        .order_by_desc(activity::Column::CreatedAt)
+        // Snowflake ids grow with time: newest first by the primary key, no sort.
         .order_by_desc(activity::Column::Id)
         .limit(LIST_LIMIT)
         .all(db.get_ref())
@@ -321,6 +321,7 @@ async fn admin_view(
     // reading in this order never shows more persisted than accepted.
     let snapshot = gate.snapshot(id).await?;
     let backlog = gate.backlog(id).await?;
+    let writer_lag_ms = gate.writer_lag_ms(id).await?;
     // `sold` and the row count from one snapshot (InnoDB repeatable read), so that a batch
     // committing in between cannot show one without the other.
     let txn = db.begin().await?;
@@ -382,11 +383,7 @@ async fn admin_view(
         expired: count(order::STATUS_EXPIRED),
         rejected: count(order::STATUS_REJECTED),
         refund_required,
-        writer_lag_ms: backlog.oldest_ms.map(|t| {
-            u64::try_from(Utc::now().timestamp_millis())
-                .unwrap_or(0)
-                .saturating_sub(t)
-        }),
+        writer_lag_ms,
         outcomes: tally.of(id),
     })
 }

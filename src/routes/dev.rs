@@ -6,7 +6,7 @@
 //!   ([`DEV_JWT_SECRET`]), which the service refuses to use on any address but loopback
 //!   (`Settings::check`): a deployment with a real secret never has it;
 //! - the request comes from a loopback address (the TCP peer, never a header a client can
-//!   write).
+//!   write), names a loopback host, and carries no proxy's forwarding header.
 //!
 //! Otherwise it is `404 not_found`, as if it did not exist.
 
@@ -29,9 +29,26 @@ impl DevSignIn {
         Self(jwt_secret == DEV_JWT_SECRET)
     }
 
-    /// Whether `req` may sign in: the development secret, and a loopback TCP peer.
+    /// Whether `req` may sign in: the development secret, a loopback TCP peer, addressed to
+    /// a loopback name (a web page elsewhere that rebinds its DNS name to 127.0.0.1 sends
+    /// its own name as `Host`), and not passed on by a proxy on this machine (which makes
+    /// every client look local).
     fn allows(&self, req: &HttpRequest) -> bool {
-        self.0 && req.peer_addr().is_some_and(|a| a.ip().is_loopback())
+        let h = req.headers();
+        let host = h
+            .get(actix_web::http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let host_name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        self.0
+            && req.peer_addr().is_some_and(|a| a.ip().is_loopback())
+            && matches!(host_name, "localhost" | "127.0.0.1" | "[::1]")
+            && !["forwarded", "x-forwarded-for", "x-real-ip", "via"]
+                .iter()
+                .any(|name| h.contains_key(*name))
     }
 }
 
@@ -111,6 +128,7 @@ mod tests {
         let from = |peer: &str| {
             TestRequest::default()
                 .peer_addr(peer.parse().unwrap())
+                .insert_header(("Host", "127.0.0.1:8080"))
                 .to_http_request()
         };
         let dev = DevSignIn::for_secret(DEV_JWT_SECRET);
@@ -125,6 +143,32 @@ mod tests {
             .insert_header(("X-Real-IP", "127.0.0.1"))
             .to_http_request();
         assert!(!dev.allows(&forwarded));
+        // Through a proxy on this machine, or a name rebound to loopback: refused.
+        let via_proxy = TestRequest::default()
+            .peer_addr("127.0.0.1:5000".parse().unwrap())
+            .insert_header(("Host", "127.0.0.1:8080"))
+            .insert_header(("Via", "1.1 nginx"))
+            .to_http_request();
+        assert!(!dev.allows(&via_proxy));
+        for host in [
+            "evil.example:8080",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "",
+        ] {
+            let rebound = TestRequest::default()
+                .peer_addr("127.0.0.1:5000".parse().unwrap())
+                .insert_header(("Host", host))
+                .to_http_request();
+            assert!(!dev.allows(&rebound), "{host}");
+        }
+        for host in ["localhost:8080", "localhost", "[::1]:8080"] {
+            let local = TestRequest::default()
+                .peer_addr("127.0.0.1:5000".parse().unwrap())
+                .insert_header(("Host", host))
+                .to_http_request();
+            assert!(dev.allows(&local), "{host}");
+        }
         assert!(!DevSignIn::for_secret("a real secret").allows(&from("127.0.0.1:5000")));
     }
 }

@@ -106,7 +106,10 @@ pub async fn admin() -> HttpResponse {
     tag = "pages",
     params(("name" = String, Path, description = "The file's name, e.g. `sale.js`.")),
     responses(
-        (status = 200, description = "The file.", body = String, content_type = "text/javascript"),
+        (status = 200, description = "The file.", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
         (status = 404, description = "`not_found` — no file of this name.", body = super::openapi::Problem, content_type = "application/problem+json"),
     )
 )]

@@ -112,7 +112,10 @@ pub async fn purchase(
         })
         .await?;
     crate::telemetry::count_purchase(outcome.label());
-    tally.count(activity, outcome.label());
+    // Not for ids that name no activity: anyone could fill the tally with made-up ones.
+    if !matches!(outcome, GateOutcome::NotFound) {
+        tally.count(activity, outcome.label());
+    }
     tracing::debug!(%activity, %user, outcome = outcome.label(), "purchase decided");
 
     let (order, next) = match outcome {
