@@ -265,8 +265,14 @@ impl TestApp {
     }
 
     pub async fn admin_stats(&self, activity: u64) -> Value {
+        self.admin_get(&format!("/api/v1/admin/activities/{activity}"))
+            .await
+    }
+
+    /// `GET path` with the admin token, as JSON.
+    pub async fn admin_get(&self, path: &str) -> Value {
         self.client
-            .get(self.url(&format!("/api/v1/admin/activities/{activity}")))
+            .get(self.url(path))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use seckill::configuration::DEV_JWT_SECRET;
 
-use crate::helpers::{problem, spawn_app, spawn_app_with, ADMIN_TOKEN};
+use crate::helpers::{problem, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn the_pages_and_their_assets_are_served_with_a_strict_policy() {
@@ -122,16 +122,7 @@ async fn the_admin_list_shows_the_newest_activities_first() {
     let first = app.create_activity(5, 1).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let second = app.create_activity(7, 2).await;
-    let list: Value = app
-        .client
-        .get(app.url("/api/v1/admin/activities"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = app.admin_get("/api/v1/admin/activities").await;
     let ids: Vec<&str> = list["activities"]
         .as_array()
         .unwrap()
