@@ -10,7 +10,8 @@ Each scenario checks what a person would see and what the service recorded:
   keys (the service's per-activity answers show no `already_purchased`);
 - the connection drops after the purchase reached the service (a proxy swallows the answer):
   the page asks again with the same key and shows the same order;
-- sold out, not started, cancelled and expired are shown in plain words;
+- sold out, not started, ended, already bought (in another tab), cancelled and expired are
+  shown in plain words;
 - during a small k6 run, the dashboard's figures are the admin API's (between two API reads
   around each look), and equal to them once the run is over.
 
@@ -223,7 +224,7 @@ def dashboard_creates_a_sale():
     d.find_element(By.ID, "admin-token").send_keys(args.admin_token)
     d.find_element(By.CSS_SELECTOR, "#login-form button").click()
     wait("the dashboard", lambda: visible("dashboard"))
-    for id_, value in [("c-name", "Browser sale"), ("c-stock", "5"), ("c-starts", "0"),
+    for id_, value in [("c-name", "Browser sale"), ("c-stock", "6"), ("c-starts", "0"),
                        ("c-window", "900")]:
         el = d.find_element(By.ID, id_)
         el.clear()
@@ -233,12 +234,12 @@ def dashboard_creates_a_sale():
     activity = re.search(r"Created sale (\d+)", text("create-result")).group(1)
     card = f'article[data-activity="{activity}"]'
     wait("its card", lambda: d.find_elements(By.CSS_SELECTOR, card))
-    wait("its figures", lambda: d.find_element(By.CSS_SELECTOR, f'{card} [data-f="remaining_stock"]').text == "5")
+    wait("its figures", lambda: d.find_element(By.CSS_SELECTOR, f'{card} [data-f="remaining_stock"]').text == "6")
     # The token is kept for this tab's session only: a reload does not ask again.
     d.refresh()
     wait("the dashboard after a reload", lambda: visible("dashboard"))
     s = stats(activity)
-    assert (s["name"], s["total_stock"], s["price_cents"]) == ("Browser sale", 5, 1999), s
+    assert (s["name"], s["total_stock"], s["price_cents"]) == ("Browser sale", 6, 1999), s
     state["sale"] = activity
     shot("dashboard-created")
 
@@ -398,6 +399,31 @@ def not_started_shows_the_countdown_and_says_so():
     outcome = buy_via_dialog()
     assert "not started" in outcome, outcome
     shot("not-started")
+
+
+@scenario
+def ended_is_said_in_plain_words():
+    activity = create_sale("Past sale", 5, starts_in=-7200)  # lasted an hour, ended an hour ago
+    open_sale(activity, 2005)
+    wait("the ended state", lambda: text("window-label") == "Ended")
+    assert text("sale-state") == "This sale has ended.", text("sale-state")
+    outcome = buy_via_dialog()
+    assert outcome == "The sale has ended.", outcome
+    shot("ended")
+
+
+@scenario
+def a_buyer_who_bought_elsewhere_is_shown_the_order_they_have():
+    activity = state["sale"]
+    open_sale(activity, 1005)
+    # Meanwhile the same buyer buys in another tab (another key).
+    status, body = api("POST", f"/api/v1/activities/{activity}/purchase", dev_token(1005),
+                       headers={"Idempotency-Key": "other-tab"})
+    assert status == 201, (status, body)
+    outcome = buy_via_dialog()
+    assert outcome == f"You already bought in this sale: order {body['order_id']}.", outcome
+    wait("the order", lambda: visible("order-card") and text("order-id") == body["order_id"])
+    shot("already-bought")
 
 
 @scenario
