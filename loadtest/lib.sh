@@ -18,7 +18,7 @@ cpu_seconds() { # pid → seconds
   python3 -c 'import os,sys; print(int(sys.argv[1]) / os.sysconf("SC_CLK_TCK"))' "$(cpu_ticks "$1")"
 }
 
-# Waits until a stream is empty (the writer deletes each entry it stored): status 1 if it
+# Waits until a stream is empty (the writer's ack trims what it stored): status 1 if it
 # still holds entries after a minute.
 stream_drained() { # stream
   local _

@@ -196,10 +196,11 @@ async function buy(key, quantity, buyer) {
         continue;
       }
       if (retryable) {
-        const words = "Could not reach the shop. Your purchase may or may not have gone through: press Confirm to ask again (it cannot make a second order).";
-        show("confirm-progress", words);
+        const unknown = "Could not reach the shop. Your purchase may or may not have gone through";
+        show("confirm-progress", `${unknown}: press Confirm to ask again (it cannot make a second order).`);
         $("confirm-yes").disabled = false;
-        if (!$("confirm").open) outcome(words.replace(": press Confirm to ask again (it cannot make a second order)", "; this page shows your order if it did"));
+        // The buyer closed the dialog meanwhile: say it on the page.
+        if (!$("confirm").open) outcome(`${unknown}; this page shows your order if it did.`);
         findOrder();
         return;
       }

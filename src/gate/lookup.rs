@@ -206,8 +206,9 @@ pub async fn stream_backlog<C: redis::aio::ConnectionLike + Send + Sync>(
 ) -> Result<StreamBacklog, redis::RedisError> {
     // The writer's ack trims what the group is done with (lua/ack.lua), so the stream holds
     // the backlog: delivered-not-acked (the group's pending count) plus never delivered
-    // (plus, counted as undelivered for a moment, batches acked behind an older pending one). (XINFO's `lag`
-    // is not used: Redis reports it as unknown in some states after deletions.)
+    // (plus, counted as undelivered for a moment, batches acked behind an older pending
+    // one). (XINFO's `lag` is not used: Redis reports it as unknown in some states after
+    // deletions.)
     let (len, dead_letters): (u64, u64) = redis::pipe()
         .xlen(&k.stream)
         .xlen(&k.dead)

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use crate::domain::ActivityId;
 use crate::gate::GateOutcome;
@@ -22,7 +22,7 @@ type Counts = [AtomicU64; GateOutcome::LABELS.len()];
 /// The counts, shared as app data.
 #[derive(Default)]
 pub struct PurchaseTally {
-    activities: RwLock<HashMap<ActivityId, Arc<Counts>>>,
+    activities: RwLock<HashMap<ActivityId, Counts>>,
 }
 
 impl PurchaseTally {
@@ -31,21 +31,20 @@ impl PurchaseTally {
         let Some(i) = GateOutcome::LABELS.iter().position(|l| *l == outcome) else {
             return;
         };
-        let counts = {
+        // The common case under the shared lock: the counters are atomics, so counting
+        // needs no exclusive access; the write lock only to add an activity.
+        {
             let read = self.activities.read().unwrap_or_else(|p| p.into_inner());
-            read.get(&activity).cloned()
-        };
-        let counts = match counts {
-            Some(c) => c,
-            None => {
-                let mut write = self.activities.write().unwrap_or_else(|p| p.into_inner());
-                if write.len() >= MAX_ACTIVITIES && !write.contains_key(&activity) {
-                    return;
-                }
-                write.entry(activity).or_default().clone()
+            if let Some(counts) = read.get(&activity) {
+                counts[i].fetch_add(1, Ordering::Relaxed);
+                return;
             }
-        };
-        counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let mut write = self.activities.write().unwrap_or_else(|p| p.into_inner());
+        if write.len() >= MAX_ACTIVITIES && !write.contains_key(&activity) {
+            return;
+        }
+        write.entry(activity).or_default()[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The answers given for `activity`, by outcome (only outcomes that occurred).
